@@ -1,0 +1,14 @@
+"""PRDs and their members (routes under /api/prds and /api/templates)."""
+
+from typing import Any
+
+from prdtool.http import lambda_handler
+from prdtool.observability import lambda_entry
+from prdtool.prds.routes import router
+
+_app = lambda_handler(router)
+
+
+@lambda_entry(flush_metrics=False)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _app(event, context)

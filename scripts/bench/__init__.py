@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): each prints a Markdown table for docs/benchmarks.md."""

@@ -1,0 +1,19 @@
+"""The whole HTTP API in one app: the OpenAPI reference and the schema-driven tests use it.
+
+In AWS each function mounts only its own router; this module is never deployed as a handler.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from .auth.routes import router as auth_router
+from .health.routes import router as health_router
+from .http import create_app
+from .prds.routes import router as prds_router
+
+ROUTERS = (auth_router, prds_router, health_router)
+
+
+def full_app() -> FastAPI:
+    return create_app(*ROUTERS)

@@ -1,0 +1,1 @@
+"""Authentication (tokens, revocation, the identity provider) and authorization (the policy)."""

@@ -1,0 +1,57 @@
+"""The token deny list: revoked access tokens (by ``jti``) and sessions (by ``origin_jti``).
+
+Cognito cannot revoke an access JWT (it stays valid until it expires), so logout and refresh write
+our own deny-list entries, each expiring with the token it refuses (DynamoDB TTL).  Checking a
+token costs one ``BatchGetItem`` for both keys.  TTL deletion is lazy (and not emulated locally),
+so expired entries are ignored on read and swept by the daily maintenance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
+from ..storage import register, table_meta
+
+
+@register
+class RevocationModel(Model):
+    Meta = table_meta("revocations_table")
+
+    key = UnicodeAttribute(hash_key=True)  # "jti#<jti>" | "origin#<origin_jti>"
+    expires_at = NumberAttribute()  # TTL attribute (epoch seconds)
+    reason = UnicodeAttribute(null=True)
+    revoked_at = NumberAttribute()
+
+
+def jti_key(jti: str) -> str:
+    return f"jti#{jti}"
+
+
+def origin_key(origin_jti: str) -> str:
+    return f"origin#{origin_jti}"
+
+
+def revoke(keys: Iterable[str], *, expires_at: int, reason: str) -> None:
+    """Deny every token matching one of ``keys`` until ``expires_at`` (plus a safety margin)."""
+    now = int(time.time())
+    # Keep entries a little past expiry so clock skew between services cannot reopen a window.
+    ttl = max(expires_at, now) + 300
+    with RevocationModel.batch_write() as batch:
+        for key in keys:
+            batch.save(RevocationModel(key=key, expires_at=ttl, reason=reason, revoked_at=now))
+
+
+def first_revoked(keys: Iterable[str]) -> str | None:
+    """The first of ``keys`` that is revoked and not yet expired, else None."""
+    wanted = [k for k in keys if k and not k.endswith("#")]
+    if not wanted:
+        return None
+    now = int(time.time())
+    for item in RevocationModel.batch_get(wanted):
+        if int(item.expires_at) > now:
+            return str(item.key)
+    return None

@@ -1,0 +1,46 @@
+"""The AWS client factory: the one place that knows endpoints, region and retry settings.
+
+Locally every service is reached at ``AWS_ENDPOINT_URL`` (moto server); in AWS it is empty and
+boto3 resolves the regional endpoints.  Clients are cached per process (Lambda containers reuse
+them between invocations) and created lazily so a handler pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from .settings import get_settings
+
+
+@cache
+def _session() -> Any:
+    import boto3  # ~200 ms: imported on first use, not at module import
+
+    return boto3.session.Session()
+
+
+@cache
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """A cached boto3 client for ``service`` (``endpoint_url`` overrides the settings' one)."""
+    from botocore.config import Config
+
+    settings = get_settings()
+    config = Config(
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=3,
+        read_timeout=10,
+        tcp_keepalive=True,
+    )
+    return _session().client(
+        service,
+        region_name=settings.region,
+        endpoint_url=endpoint_url or settings.aws_endpoint_url or None,
+        config=config,
+    )
+
+
+def reset_clients() -> None:
+    """Drop cached clients (tests that point the package at another endpoint)."""
+    client.cache_clear()
+    _session.cache_clear()

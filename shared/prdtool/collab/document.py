@@ -1,0 +1,61 @@
+"""The PRD's Yjs document shape (DESIGN 3.1): ``Y.Text("content")`` + ``Y.Map("meta")``.
+
+Any Yjs client that edits these two shared types is a first-class editor.  Changes made by the
+server (title rename, later AI apply and restore) are applied as *edits* to the existing types and
+shipped as incremental updates, never by rebuilding the document from Markdown, so clients that
+hold history never see duplicated content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pycrdt import Doc, Map, Text
+
+CONTENT = "content"
+META = "meta"
+
+
+def new_document(markdown: str, meta: Mapping[str, Any]) -> bytes:
+    """A fresh document holding ``markdown`` and ``meta``, as one V1 update."""
+    doc = Doc()
+    text = doc.get(CONTENT, type=Text)
+    meta_map = doc.get(META, type=Map)
+    with doc.transaction(origin="server"):
+        if markdown:
+            text.insert(0, markdown)
+        for key, value in meta.items():
+            meta_map[key] = value
+    return doc.get_update()
+
+
+def load(updates: Iterable[bytes]) -> Doc:
+    """A document built from a snapshot and any number of updates (order does not matter)."""
+    doc = Doc()
+    doc.get(CONTENT, type=Text)
+    doc.get(META, type=Map)
+    for update in updates:
+        doc.apply_update(update)
+    return doc
+
+
+def markdown_of(doc: Doc) -> str:
+    return str(doc.get(CONTENT, type=Text))
+
+
+def meta_of(doc: Doc) -> dict[str, Any]:
+    return dict(doc.get(META, type=Map).to_py() or {})
+
+
+def meta_update(doc: Doc, changes: Mapping[str, Any]) -> bytes | None:
+    """Apply ``changes`` to ``Y.Map("meta")`` of ``doc``; the incremental update, or None if no-op."""
+    meta_map = doc.get(META, type=Map)
+    changed = {k: v for k, v in changes.items() if meta_map.get(k) != v}
+    if not changed:
+        return None
+    before = doc.get_state()
+    with doc.transaction(origin="server"):
+        for key, value in changed.items():
+            meta_map[key] = value
+    return doc.get_update(before)

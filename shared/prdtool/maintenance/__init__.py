@@ -1,0 +1,1 @@
+"""Background maintenance (seed flow 4.2): garbage collection on a daily schedule."""

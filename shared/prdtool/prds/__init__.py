@@ -1,0 +1,1 @@
+"""PRDs: their metadata, members and roles (the document content lives in ``collab``)."""

@@ -1,0 +1,101 @@
+"""Typed settings, parsed once from the environment the template gives each function.
+
+Nobody else reads ``os.environ``: a function asks :func:`get_settings` and receives one frozen
+object.  Every setting has a safe default so unit tests and tools can import the package without
+any environment; the names that matter in AWS are set in ``template.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from typing import Any
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:  # a misconfigured stack should fail at init, loudly
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one deployment (one stage)."""
+
+    stage: str = "dev"
+    region: str = "us-east-1"
+    # Local emulation only: one endpoint for every AWS service (moto server). Empty in AWS.
+    aws_endpoint_url: str = ""
+
+    prds_table: str = "prdtool-prds"
+    members_table: str = "prdtool-members"
+    docs_table: str = "prdtool-docs"
+    connections_table: str = "prdtool-connections"
+    revocations_table: str = "prdtool-revocations"
+    documents_bucket: str = "prdtool-documents"
+    event_bus_name: str = "prdtool"
+    doc_write_queue_url: str = ""
+    audit_queue_url: str = ""
+
+    user_pool_id: str = ""
+    user_pool_client_id: str = ""
+    # OIDC issuer and audience of access tokens; JWKS URL defaults to <issuer>/.well-known/jwks.json.
+    auth_issuer: str = ""
+    auth_audience: str = ""
+    auth_jwks_url: str = ""
+    # Verified claims are cached this long per warm container (seed's token cache); a revoked
+    # jti is still refused on every request (see auth.authorizer).
+    auth_claims_cache_seconds: int = 300
+    admin_group: str = "admins"
+
+    websocket_callback_url: str = ""
+    public_api_url: str = ""
+    public_ws_url: str = ""
+
+    max_body_bytes: int = 2 * 1024 * 1024
+    # Soft-deleted PRDs are purged by the daily maintenance after this many days.
+    purge_after_days: int = 30
+
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def jwks_url(self) -> str:
+        return self.auth_jwks_url or f"{self.auth_issuer.rstrip('/')}/.well-known/jwks.json"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the settings from the process environment (names are the upper-cased fields)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            env_name = "AWS_REGION" if f.name == "region" else f.name.upper()
+            if f.type in ("int", int):
+                values[f.name] = _env_int(env_name, f.default)  # type: ignore[arg-type]
+            else:
+                raw = _env(env_name)
+                if f.name == "region" and not raw:
+                    raw = _env("AWS_DEFAULT_REGION")
+                if raw:
+                    values[f.name] = raw
+        return cls(**values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, parsed on first use."""
+    return Settings.from_env()
+
+
+def reset_settings_cache() -> None:
+    """Forget the parsed settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

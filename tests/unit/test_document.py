@@ -1,0 +1,38 @@
+"""The Yjs document shape (DESIGN 3.1) and server-side edits as incremental updates."""
+
+from __future__ import annotations
+
+from pycrdt import Doc, Map, Text
+
+from prdtool.collab import document
+
+
+def test_new_document_has_the_contract_shape() -> None:
+    update = document.new_document("# Title\n\nBody", {"title": "Title", "owner": "alice"})
+    doc = Doc()
+    doc.apply_update(update)
+    assert str(doc.get("content", type=Text)) == "# Title\n\nBody"
+    assert doc.get("meta", type=Map).to_py() == {"title": "Title", "owner": "alice"}
+
+
+def test_load_is_order_independent_and_idempotent() -> None:
+    base = document.new_document("hello", {"title": "t"})
+    doc = document.load([base])
+    update = document.meta_update(doc, {"title": "renamed"})
+    assert update is not None
+    for parts in ([base, update], [update, base], [base, update, update, base]):
+        loaded = document.load(parts)
+        assert document.markdown_of(loaded) == "hello"
+        assert document.meta_of(loaded)["title"] == "renamed"
+
+
+def test_meta_update_is_an_edit_not_a_rebuild() -> None:
+    base = document.new_document("x" * 1000, {"title": "t"})
+    client = Doc()
+    client.apply_update(base)
+    server = document.load([base])
+    update = document.meta_update(server, {"title": "new"})
+    assert update is not None and len(update) < 100  # incremental, does not carry the content
+    client.apply_update(update)
+    assert str(client.get("content", type=Text)) == "x" * 1000  # nothing duplicated
+    assert document.meta_update(server, {"title": "new"}) is None  # no-op change, no update
