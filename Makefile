@@ -42,6 +42,7 @@ reset: ## Forget the local stack's saved data (the next `make dev` starts clean)
 
 test: $(VENV)/.installed $(SAM_VENV)/.installed ## Install what is needed and run every test suite
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest tests -q ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 test-unit: $(VENV)/.installed ## Unit tests only (no network)

@@ -18,7 +18,7 @@ from .settings import get_settings
 _registry: list[tuple[type[Model], str]] = []
 
 
-def table_meta(settings_attr: str) -> type:
+def table_meta(settings_attr: str) -> Any:
     """A pynamodb ``Meta`` class whose table name is the setting ``settings_attr``."""
     settings = get_settings()
     return type(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -46,6 +48,16 @@ def me(principal: Principal = Depends(current_principal)) -> dict[str, Any]:
 
 
 handler = lambda_handler(router)
+
+
+@pytest.fixture(autouse=True)
+def event_loop_for_mangum() -> Iterator[None]:
+    """Mangum asks asyncio for the thread's loop, as in Lambda; earlier tests may have unset it."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def call(method: str, path: str, body: str | None = None, **extra: Any) -> tuple[int, dict[str, Any], dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
@@ -50,7 +51,7 @@ def register_connection(connection: Connection, *, token_expires_at: int) -> Non
     now = int(time.time())
     latest = now + MAX_CONNECTION_SECONDS
     expires_at = min(token_expires_at, latest) if token_expires_at else latest
-    common = dict(connection_id=connection.connection_id, prd_id=connection.prd_id,
+    common: dict[str, Any] = dict(connection_id=connection.connection_id, prd_id=connection.prd_id,
                   username=connection.username, role=connection.role, connected_at=now, expires_at=expires_at)
     with ConnectionModel.batch_write() as batch:
         batch.save(ConnectionModel(pk=_prd_pk(connection.prd_id), sk=f"conn#{connection.connection_id}", **common))

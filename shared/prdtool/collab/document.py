@@ -19,7 +19,7 @@ META = "meta"
 
 def new_document(markdown: str, meta: Mapping[str, Any]) -> bytes:
     """A fresh document holding ``markdown`` and ``meta``, as one V1 update."""
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     text = doc.get(CONTENT, type=Text)
     meta_map = doc.get(META, type=Map)
     with doc.transaction(origin="server"):
@@ -32,7 +32,7 @@ def new_document(markdown: str, meta: Mapping[str, Any]) -> bytes:
 
 def load(updates: Iterable[bytes]) -> Doc:
     """A document built from a snapshot and any number of updates (order does not matter)."""
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.get(CONTENT, type=Text)
     doc.get(META, type=Map)
     for update in updates:

@@ -29,17 +29,22 @@ class Check:
 
 def _checks(s: Settings) -> list[Check]:
     ddb, sqs = client("dynamodb"), client("sqs")
+    def table(name: str) -> Callable[[], Any]:
+        return lambda: ddb.describe_table(TableName=name)
+
+    def queue(url: str) -> Callable[[], Any]:
+        return lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+
     checks = [
-        Check(f"table:{label}", True, lambda t=table: ddb.describe_table(TableName=t))
-        for label, table in (("prds", s.prds_table), ("members", s.members_table), ("docs", s.docs_table),
-                             ("connections", s.connections_table), ("revocations", s.revocations_table))
+        Check(f"table:{label}", True, table(name))
+        for label, name in (("prds", s.prds_table), ("members", s.members_table), ("docs", s.docs_table),
+                            ("connections", s.connections_table), ("revocations", s.revocations_table))
     ]
     checks.append(Check("bucket:documents", False,
                         lambda: client("s3").list_objects_v2(Bucket=s.documents_bucket, MaxKeys=1)))
     for label, url in (("doc-write", s.doc_write_queue_url), ("audit", s.audit_queue_url)):
         if url:
-            checks.append(Check(f"queue:{label}", False,
-                                lambda u=url: sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])))
+            checks.append(Check(f"queue:{label}", False, queue(url)))
     checks.append(Check("event-bus", False, lambda: client("events").describe_event_bus(Name=s.event_bus_name)))
     checks.append(Check("user-pool", True,
                         lambda: client("cognito-idp").describe_user_pool(UserPoolId=s.user_pool_id)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from .. import __version__
@@ -23,10 +23,11 @@ def health() -> JSONResponse:
 
 
 @router.get("/config", summary="Where the web client finds the API and the WebSocket")
-def config() -> dict[str, Any]:
+def config(request: Request) -> dict[str, Any]:
     s = get_settings()
+    domain = ((request.scope.get("aws.event") or {}).get("requestContext") or {}).get("domainName")
     return {
-        "apiUrl": s.public_api_url,
+        "apiUrl": s.public_api_url or (f"https://{domain}" if domain else str(request.base_url).rstrip("/")),
         "wsUrl": s.public_ws_url,
         "region": s.region,
         "stage": s.stage,

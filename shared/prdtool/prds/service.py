@@ -13,6 +13,7 @@ from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.update import Action as UpdateAction
 from pynamodb.transactions import TransactWrite
 
 from .. import events
@@ -126,7 +127,7 @@ def update_prd(principal: Principal, prd_id: str, *, title: str | None = None,
     if not changes:
         return {**PrdSummary.of(prd, role).to_json()}
     now = _now_ms()
-    actions = [PrdModel.updated_at.set(now), PrdModel.updated_by.set(principal.username)]
+    actions: list[UpdateAction] = [PrdModel.updated_at.set(now), PrdModel.updated_by.set(principal.username)]
     if title is not None:
         actions.append(PrdModel.title.set(title))
     if status is not None:

@@ -1,0 +1,822 @@
+"""The local API Gateway: HTTP API, WebSocket API and its ``@connections`` API on one port.
+
+It turns requests into the events API Gateway sends (``events.py``), invokes the functions the
+manifest names through the local Lambda service (``workers.py``), and maps their answers back
+the way API Gateway does, including its refusals (404, 413, 401/403 from authorizers, 500/503
+when a function fails) and its WebSocket behaviour: ``$connect`` decides whether the upgrade
+happens at all, frames are routed by the route selection expression, frames over 128 KB close
+the connection with 1009, ``$disconnect`` follows every close, and connections end after 10
+minutes idle or 2 hours in all.
+
+Moto accepts any ``PostToConnection`` and never answers ``GoneException`` (DESIGN §4), so the
+management API is served here, where the sockets are: functions reach it through
+``WEBSOCKET_CALLBACK_URL`` with the stock boto3 ``apigatewaymanagementapi`` client.
+
+Besides the API it serves the web client (``web/dist``, with an SPA fallback) and a few local
+control endpoints under ``/_local/`` (loopback only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from aiohttp import WebSocketError, WSMsgType, web
+from multidict import CIMultiDict
+
+from scripts.localstack.events import (
+    ApiInfo,
+    HttpRequest,
+    WsConnection,
+    http_authorizer_event,
+    http_event,
+    new_id,
+    now_ms,
+    ws_authorizer_event,
+    ws_connect_event,
+    ws_disconnect_event,
+    ws_message_event,
+)
+from scripts.localstack.manifest import (
+    HttpAuthorizerSpec,
+    HttpRouteSpec,
+    Manifest,
+    WebSocketApiSpec,
+    WebSocketAuthorizerSpec,
+)
+from scripts.localstack.workers import InvocationResult
+
+log = logging.getLogger("localstack.gateway")
+
+HTTP_BODY_LIMIT = 10 * 1024 * 1024  # API Gateway's payload limit
+WS_MESSAGE_LIMIT = 128 * 1024  # API Gateway's WebSocket message limit
+INTEGRATION_TIMEOUT_SECONDS = 30.0  # the HTTP API's maximum integration timeout
+WS_IDLE_SECONDS = 600.0
+WS_MAX_SECONDS = 7200.0
+_HOP_BY_HOP = {"connection", "content-length", "keep-alive", "transfer-encoding", "upgrade"}
+_LOOPBACK = {"127.0.0.1", "::1"}
+_HTTP_IDENTITY_SOURCE = re.compile(r"\$request\.(header|querystring)\.(.+)")
+_WS_IDENTITY_SOURCE = re.compile(r"route\.request\.(header|querystring)\.(.+)")
+_ROUTE_SELECTION = re.compile(r"\$\{?request\.body\.([\w.-]+)\}?")
+
+NOT_BUILT_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>PRD Tool (local)</title></head>
+<body><h1>PRD Tool local stack</h1>
+<p>The web client is not built yet: build it into <code>web/dist</code> and reload this page.</p>
+<p>The API is at <code>/api</code>, the WebSocket at <code>/ws</code>.</p></body></html>
+"""
+
+
+class Invoker(Protocol):
+    """The Lambda service as the gateway sees it (``workers.WorkerPool``)."""
+
+    async def invoke(self, function: str, event: Any) -> InvocationResult: ...
+
+
+ScheduleRunner = Callable[[str], Awaitable[InvocationResult]]
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket, bound before anything starts so a taken port fails early and cleanly.
+
+    Raises ``OSError`` (``EADDRINUSE``) if the port is taken; port 0 picks a free one.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Lets a restart reuse a port whose old connections linger in TIME_WAIT; a port that another
+    # process is listening on still fails with EADDRINUSE.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json", headers=headers)
+
+
+def _message(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """API Gateway's own error responses: ``{"message": "..."}``."""
+    return _json_response(status, {"message": message}, headers)
+
+
+# ---------------------------------------------------------------- HTTP routing
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    route: HttpRouteSpec
+    path_parameters: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _CompiledRoute:
+    route: HttpRouteSpec
+    segments: tuple[str, ...]
+    # How specific the route is, smaller first: per path segment literal (0) < {param} (1) <
+    # {greedy+} (2), then a named method before ANY.  This reproduces API Gateway's choice.
+    priority: tuple[tuple[int, ...], int]
+
+    @classmethod
+    def compile(cls, route: HttpRouteSpec) -> _CompiledRoute:
+        segments = tuple(route["path"].split("/")[1:])
+        kinds = tuple(2 if s.endswith("+}") else 1 if s.startswith("{") else 0 for s in segments)
+        if 2 in kinds[:-1]:
+            raise ValueError(f"route {route['route_key']!r}: a greedy path variable must be the last segment")
+        return cls(route, segments, (kinds, 1 if route["method"] == "ANY" else 0))
+
+    def match(self, method: str, segments: Sequence[str]) -> dict[str, str] | None:
+        if self.route["method"] not in ("ANY", method):
+            return None
+        parameters: dict[str, str] = {}
+        for index, pattern in enumerate(self.segments):
+            if pattern.endswith("+}"):
+                rest = segments[index:]
+                if not any(rest):
+                    return None
+                parameters[pattern[1:-2]] = unquote("/".join(rest))
+                return parameters
+            if index >= len(segments):
+                return None
+            value = unquote(segments[index])
+            if pattern.startswith("{"):
+                if not value:
+                    return None
+                parameters[pattern[1:-1]] = value
+            elif value != pattern:
+                return None
+        return parameters if len(segments) == len(self.segments) else None
+
+
+class HttpRouter:
+    """API Gateway's route selection: most specific path first, ``$default`` last."""
+
+    def __init__(self, routes: Iterable[HttpRouteSpec]) -> None:
+        routes = list(routes)
+        self._default = next((r for r in routes if r["route_key"] == "$default"), None)
+        compiled = [_CompiledRoute.compile(r) for r in routes if r["route_key"] != "$default"]
+        self._routes = sorted(compiled, key=lambda route: route.priority)
+        first = {route.segments[0] for route in self._routes if route.segments}
+        # Paths under these first segments belong to the API (404 as JSON); others to the web client.
+        self._catch_all = self._default is not None or any(s.startswith("{") for s in first)
+        self._prefixes = {s for s in first if not s.startswith("{")}
+
+    def match(self, method: str, raw_path: str) -> RouteMatch | None:
+        segments = raw_path.split("/")[1:]
+        for route in self._routes:
+            parameters = route.match(method, segments)
+            if parameters is not None:
+                return RouteMatch(route.route, parameters)
+        return RouteMatch(self._default, {}) if self._default is not None else None
+
+    def owns(self, raw_path: str) -> bool:
+        """Whether a path belongs to the API rather than to the web client."""
+        return self._catch_all or unquote(raw_path.split("/")[1]) in self._prefixes
+
+
+def lambda_http_response(payload: Any) -> tuple[int, CIMultiDict[str], bytes]:
+    """Map a function's result to an HTTP response, by payload format 2.0's rules.
+
+    A dict with ``statusCode`` is a proxy response; anything else is returned as JSON with 200.
+    Raises ``ValueError`` for a proxy response API Gateway would reject (it answers 500).
+    """
+    if not (isinstance(payload, dict) and "statusCode" in payload):
+        return 200, CIMultiDict({"Content-Type": "application/json"}), json.dumps(payload).encode()
+    status = payload["statusCode"]
+    headers = payload.get("headers") or {}
+    cookies = payload.get("cookies") or []
+    body = payload.get("body")
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise ValueError(f"statusCode must be an HTTP status, got {status!r}")
+    if not isinstance(headers, dict) or not isinstance(cookies, list):
+        raise ValueError("headers must be an object and cookies a list")
+    if body is not None and not isinstance(body, str):
+        raise ValueError(f"body must be a string, got {type(body).__name__}")
+    response_headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in _HOP_BY_HOP:  # framing is the gateway's business
+            response_headers.add(name, str(value))
+    for cookie in cookies:
+        response_headers.add("Set-Cookie", str(cookie))
+    response_headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+    if body is None:
+        return status, response_headers, b""
+    if payload.get("isBase64Encoded"):
+        try:
+            return status, response_headers, base64.b64decode(body, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"isBase64Encoded is true but body is not base64: {exc}") from None
+    return status, response_headers, body.encode()
+
+
+# ---------------------------------------------------------------- authorizers
+
+
+def _identity_reader(sources: Sequence[str], pattern: re.Pattern[str]) -> Callable[[HttpRequest], list[str] | None]:
+    """Compile identity sources to a function giving their values, or None if one is missing."""
+    lookups: list[tuple[str, str]] = []
+    for source in sources:
+        found = pattern.fullmatch(source)
+        if found is None:
+            raise ValueError(f"identity source {source!r} is not emulated (only request headers and query strings)")
+        lookups.append((found.group(1), found.group(2)))
+
+    def read(request: HttpRequest) -> list[str] | None:
+        query = dict(request.query_pairs)
+        values: list[str] = []
+        for where, name in lookups:
+            value = request.header(name) if where == "header" else query.get(name)
+            if not value:
+                return None
+            values.append(value)
+        return values
+
+    return read
+
+
+def policy_allows(policy: Any, resource_arn: str) -> bool:
+    """Evaluate an authorizer's IAM policy for ``execute-api:Invoke`` on one ARN (Deny wins)."""
+    if not isinstance(policy, dict):
+        raise ValueError("policyDocument must be an object")
+    statements = policy.get("Statement")
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list):
+        raise ValueError("policyDocument.Statement must be a list")
+    allowed = False
+    for statement in statements:
+        if not (
+            _wildcard_any(statement.get("Action"), "execute-api:Invoke")
+            and _wildcard_any(statement.get("Resource"), resource_arn)
+        ):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        allowed = allowed or statement.get("Effect") == "Allow"
+    return allowed
+
+
+def _wildcard_any(patterns: Any, value: str) -> bool:
+    candidates = [patterns] if isinstance(patterns, str) else patterns if isinstance(patterns, list) else []
+    return any(re.fullmatch(".*".join(map(re.escape, str(p).split("*"))), value) for p in candidates)
+
+
+@dataclass
+class _AuthorizerCache:
+    """API Gateway's authorizer result cache, keyed by identity source values (ttl > 0 only)."""
+
+    ttl: float
+    entries: dict[tuple[str, ...], tuple[float, bool, dict[str, Any]]] = field(default_factory=dict)
+
+    def get(self, key: tuple[str, ...]) -> tuple[bool, dict[str, Any]] | None:
+        entry = self.entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            self.entries.pop(key, None)
+            return None
+        return entry[1], entry[2]
+
+    def put(self, key: tuple[str, ...], allowed: bool, context: dict[str, Any]) -> None:
+        self.entries[key] = (time.monotonic() + self.ttl, allowed, context)
+
+
+# ---------------------------------------------------------------- WebSocket state
+
+
+@dataclass(eq=False)
+class _LiveConnection:
+    info: WsConnection
+    socket: web.WebSocketResponse
+    last_active_ms: int
+    server_close: tuple[int, str] | None = None  # set when the gateway itself closes the socket
+
+    def touch(self) -> None:
+        self.last_active_ms = now_ms()
+
+
+def _iso(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _RouteSelector:
+    """Evaluates a ``$request.body.<path>`` route selection expression against a text frame."""
+
+    def __init__(self, expression: str, route_keys: Iterable[str]) -> None:
+        found = _ROUTE_SELECTION.fullmatch(expression)
+        if found is None:
+            raise ValueError(f"route selection expression {expression!r} is not emulated")
+        self._path = found.group(1).split(".")
+        self._routes = set(route_keys)
+
+    def select(self, body: str) -> str | None:
+        """The route key for a frame: the expression's value if a route has it, else ``$default``."""
+        try:
+            value: Any = json.loads(body)
+        except ValueError:
+            value = None
+        for key in self._path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value in self._routes and not value.startswith("$"):
+            return value
+        return "$default" if "$default" in self._routes else None
+
+
+# ---------------------------------------------------------------- the gateway
+
+
+class Gateway:
+    """The HTTP API, WebSocket API, ``@connections``, web client and ``/_local`` on one port."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        invoker: Invoker,
+        *,
+        static_dir: Path | None = None,
+        schedule_runner: ScheduleRunner | None = None,
+        ws_idle_seconds: float = WS_IDLE_SECONDS,
+        ws_max_seconds: float = WS_MAX_SECONDS,
+    ) -> None:
+        self._manifest = manifest
+        self._invoker = invoker
+        self._static_dir = static_dir
+        self._schedule_runner = schedule_runner
+        self._ws_idle_seconds = ws_idle_seconds
+        self._ws_max_seconds = ws_max_seconds
+        self._router = HttpRouter(manifest["http_routes"])
+        self._http_api = ApiInfo(manifest["account_id"], manifest["region"], _http_api_id(manifest), "$default")
+        self._http_authorizers = {
+            name: self._check_http_authorizer(spec) for name, spec in manifest["http_authorizers"].items()
+        }
+        self._http_identity = {
+            name: _identity_reader(spec["identity_sources"], _HTTP_IDENTITY_SOURCE)
+            for name, spec in manifest["http_authorizers"].items()
+        }
+        self._auth_caches = {
+            name: _AuthorizerCache(spec["result_ttl"])
+            for name, spec in manifest["http_authorizers"].items()
+            if spec["result_ttl"] > 0
+        }
+        self._ws: WebSocketApiSpec | None = manifest["websocket"]
+        self._ws_routes: dict[str, str] = {}
+        self._ws_authorizers: dict[str, WebSocketAuthorizerSpec] = {}
+        if self._ws is not None:
+            self._ws_api = ApiInfo(manifest["account_id"], manifest["region"], self._ws["api_id"], self._ws["stage"])
+            self._ws_routes = {route["route_key"]: route["function"] for route in self._ws["routes"]}
+            self._ws_authorizers = {a["name"]: a for a in self._ws["authorizers"]}
+            self._ws_identity = {
+                a["name"]: _identity_reader(a["identity_sources"], _WS_IDENTITY_SOURCE) for a in self._ws["authorizers"]
+            }
+            self._route_selector = _RouteSelector(self._ws["route_selection_expression"], self._ws_routes)
+        self._connections: dict[str, _LiveConnection] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @staticmethod
+    def _check_http_authorizer(spec: HttpAuthorizerSpec) -> HttpAuthorizerSpec:
+        if spec["payload_format_version"] != "2.0":
+            raise ValueError(f"authorizer {spec['name']}: only payload format 2.0 authorizers are emulated")
+        return spec
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, sock: socket.socket) -> None:
+        """Serve on an already bound socket (see :func:`listen_socket`)."""
+        app = web.Application(client_max_size=HTTP_BODY_LIMIT)
+        app.router.add_get("/ws", self._handle_websocket)
+        for prefix in ("", "/{stage}"):
+            app.router.add_route("*", prefix + "/@connections/{connection_id}", self._handle_connections)
+        app.router.add_get("/_local/manifest", self._handle_manifest)
+        app.router.add_post("/_local/schedules/{name}/run", self._handle_run_schedule)
+        app.router.add_route("*", "/{tail:.*}", self._handle_http)
+        app.on_shutdown.append(self._close_websockets)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+        self.port = sock.getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop accepting, close every WebSocket (each gets its ``$disconnect``), finish requests."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # ------------------------------------------------------------ HTTP API
+
+    async def _handle_http(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        request_id = new_id()
+        headers = {"apigw-requestid": request_id}
+        raw_path = request.rel_url.raw_path
+        if (request.content_length or 0) > HTTP_BODY_LIMIT:
+            return _message(413, "Request Entity Too Large", headers)
+        match = self._router.match(request.method, raw_path)
+        if match is None:
+            if request.method in ("GET", "HEAD") and not self._router.owns(raw_path):
+                return await self._serve_web_client(request)
+            return _message(404, "Not Found", headers)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
+            return _message(413, "Request Entity Too Large", headers)
+        http_request = HttpRequest(
+            method=request.method,
+            raw_path=raw_path,
+            raw_query=request.rel_url.raw_query_string,
+            headers=list(request.headers.items()),
+            body=body,
+            source_ip=request.remote or "127.0.0.1",
+            port=self.port,
+            protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+            request_id=request_id,
+        )
+        response = await self._dispatch_http(http_request, match)
+        response.headers["apigw-requestid"] = request_id
+        log.info(
+            "%s %s %d %s (%.0f ms)",
+            request.method,
+            raw_path,
+            response.status,
+            match.route["function"],
+            (time.monotonic() - started) * 1000,
+        )
+        return response
+
+    async def _dispatch_http(self, request: HttpRequest, match: RouteMatch) -> web.Response:
+        route = match.route
+        authorizer_context: dict[str, Any] | None = None
+        if route["authorizer"] is not None:
+            outcome = await self._authorize_http(request, match)
+            if isinstance(outcome, web.Response):
+                return outcome
+            authorizer_context = {"lambda": outcome}
+        event = http_event(request, self._http_api, route["route_key"], match.path_parameters, authorizer_context)
+        invocation = self._spawn(self._invoker.invoke(route["function"], event))
+        try:
+            # The invocation goes on if API Gateway gives up on it, as a Lambda would.
+            result = await asyncio.wait_for(asyncio.shield(invocation), INTEGRATION_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "%s: no response within the integration timeout of %.0f s",
+                route["function"],
+                INTEGRATION_TIMEOUT_SECONDS,
+            )
+            return _message(503, "Service Unavailable")
+        if not result.ok:
+            return _message(500, "Internal Server Error")
+        try:
+            status, headers, body = lambda_http_response(result.payload)
+        except ValueError as exc:
+            log.error("%s returned a malformed response: %s", route["function"], exc)
+            return _message(500, "Internal Server Error")
+        return web.Response(status=status, headers=headers, body=body)
+
+    async def _authorize_http(self, request: HttpRequest, match: RouteMatch) -> dict[str, Any] | web.Response:
+        """The authorizer's context if it allows the request, else API Gateway's refusal."""
+        name = match.route["authorizer"]
+        assert name is not None
+        spec = self._http_authorizers[name]
+        identity = self._http_identity[name](request)
+        if identity is None:
+            return _message(401, "Unauthorized")
+        cache = self._auth_caches.get(name) if identity else None
+        cached = cache.get(tuple(identity)) if cache else None
+        if cached is not None:
+            allowed, context = cached
+        else:
+            event = http_authorizer_event(
+                request, self._http_api, match.route["route_key"], match.path_parameters, identity
+            )
+            result = await self._invoker.invoke(spec["function"], event)
+            if not result.ok:
+                return _message(500, "Internal Server Error")
+            try:
+                allowed, context = self._read_http_authorizer_response(spec, result.payload, event["routeArn"])
+            except ValueError as exc:
+                log.error("authorizer %s returned a malformed response: %s", name, exc)
+                return _message(500, "Internal Server Error")
+            if cache is not None:
+                cache.put(tuple(identity), allowed, context)
+        if not allowed:
+            return _message(403, "Forbidden")
+        return context
+
+    @staticmethod
+    def _read_http_authorizer_response(
+        spec: HttpAuthorizerSpec, payload: Any, route_arn: str
+    ) -> tuple[bool, dict[str, Any]]:
+        if not isinstance(payload, dict):
+            raise ValueError("the response must be an object")
+        context = payload.get("context") or {}
+        if not isinstance(context, dict):
+            raise ValueError("context must be an object")
+        if spec["simple_responses"]:
+            allowed = payload.get("isAuthorized")
+            if not isinstance(allowed, bool):
+                raise ValueError("isAuthorized must be a boolean")
+            return allowed, context
+        return policy_allows(payload.get("policyDocument"), route_arn), context
+
+    # ------------------------------------------------------------ web client
+
+    async def _serve_web_client(self, request: web.Request) -> web.StreamResponse:
+        """Files of ``web/dist``; unknown paths without an extension get ``index.html`` (SPA routes)."""
+        root = self._static_dir
+        if root is None or not root.is_dir():
+            return web.Response(text=NOT_BUILT_PAGE, content_type="text/html")
+        root = root.resolve()
+        candidate = (root / request.path.lstrip("/")).resolve()
+        if candidate.is_relative_to(root) and candidate.is_file():
+            return web.FileResponse(candidate)
+        index = root / "index.html"
+        if "." in request.path.rsplit("/", 1)[-1] or not index.is_file():
+            return web.Response(status=404, text="Not Found")
+        return web.FileResponse(index)
+
+    # ------------------------------------------------------------ local control
+
+    async def _handle_manifest(self, request: web.Request) -> web.Response:
+        if not _from_loopback(request):
+            return _message(403, "Forbidden")
+        return _json_response(200, self._manifest)
+
+    async def _handle_run_schedule(self, request: web.Request) -> web.Response:
+        if not _from_loopback(request):
+            return _message(403, "Forbidden")
+        name = request.match_info["name"]
+        if self._schedule_runner is None:
+            return _message(404, "schedules are not running")
+        try:
+            result = await self._schedule_runner(name)
+        except KeyError:
+            return _message(404, f"no schedule named {name}")
+        return _json_response(
+            200,
+            {
+                "function": result.function,
+                "requestId": result.request_id,
+                "outcome": result.outcome,
+                "payload": result.payload,
+                "error": result.error,
+                "durationMs": round(result.duration_ms, 1),
+            },
+        )
+
+    # ------------------------------------------------------------ WebSocket API
+
+    async def _handle_websocket(self, request: web.Request) -> web.StreamResponse:
+        if self._ws is None:
+            return _message(404, "Not Found")
+        socket_response = web.WebSocketResponse(max_msg_size=WS_MESSAGE_LIMIT, compress=False)
+        if not socket_response.can_prepare(request).ok:
+            return _message(426, "Upgrade Required")
+        http_request = HttpRequest(
+            method=request.method,
+            raw_path=request.rel_url.raw_path,
+            raw_query=request.rel_url.raw_query_string,
+            headers=list(request.headers.items()),
+            body=b"",
+            source_ip=request.remote or "127.0.0.1",
+            port=self.port,
+        )
+        connection = WsConnection(
+            connection_id=new_id(),
+            connected_at_ms=http_request.time_epoch_ms,
+            source_ip=http_request.source_ip,
+            user_agent=http_request.header("user-agent"),
+            domain_name=http_request.domain_name,
+        )
+        refusal, protocol = await self._run_connect(connection, http_request)
+        if refusal is not None:
+            log.info("WebSocket upgrade refused with %d", refusal.status)
+            return refusal
+        if protocol:
+            socket_response = web.WebSocketResponse(
+                max_msg_size=WS_MESSAGE_LIMIT, compress=False, protocols=(protocol,)
+            )
+        await socket_response.prepare(request)
+        live = _LiveConnection(connection, socket_response, now_ms())
+        self._connections[connection.connection_id] = live
+        log.info("WebSocket %s connected", connection.connection_id)
+        try:
+            status_code, reason = await self._receive_frames(live)
+        finally:
+            del self._connections[connection.connection_id]
+        if not socket_response.closed:
+            await socket_response.close()
+        detail = f"{status_code}: {reason}" if reason else str(status_code)
+        log.info("WebSocket %s disconnected (%s)", connection.connection_id, detail)
+        if "$disconnect" in self._ws_routes:
+            await self._invoker.invoke(
+                self._ws_routes["$disconnect"], ws_disconnect_event(connection, self._ws_api, status_code, reason)
+            )
+        return socket_response
+
+    async def _run_connect(
+        self, connection: WsConnection, request: HttpRequest
+    ) -> tuple[web.Response | None, str | None]:
+        """Authorize and run ``$connect``; a refusal response, or the subprotocol to accept."""
+        assert self._ws is not None
+        connect = next((route for route in self._ws["routes"] if route["route_key"] == "$connect"), None)
+        if connect is None:
+            return None, None
+        if connect["authorizer"] is not None:
+            refusal = await self._authorize_websocket(connection, request, connect["authorizer"])
+            if refusal is not None:
+                return refusal, None
+        result = await self._invoker.invoke(connect["function"], ws_connect_event(connection, request, self._ws_api))
+        if not result.ok:
+            return _message(500, "Internal server error"), None
+        payload = result.payload
+        if not (isinstance(payload, dict) and "statusCode" in payload):
+            return None, None  # a $connect that returns no proxy response accepts the connection
+        try:
+            status, headers, body = lambda_http_response(payload)
+        except ValueError as exc:
+            log.error("%s returned a malformed $connect response: %s", connect["function"], exc)
+            return _message(500, "Internal server error"), None
+        if not 200 <= status < 300:
+            return web.Response(status=status, headers=headers, body=body), None
+        return None, headers.get("Sec-WebSocket-Protocol")
+
+    async def _authorize_websocket(
+        self, connection: WsConnection, request: HttpRequest, name: str
+    ) -> web.Response | None:
+        spec = self._ws_authorizers[name]
+        if self._ws_identity[name](request) is None:
+            return _message(401, "Unauthorized")
+        event = ws_authorizer_event(connection, request, self._ws_api)
+        result = await self._invoker.invoke(spec["function"], event)
+        if not result.ok:
+            # An authorizer signals "no valid credentials" by failing with exactly "Unauthorized".
+            unauthorized = (result.error or {}).get("errorMessage") == "Unauthorized"
+            return _message(401, "Unauthorized") if unauthorized else _message(500, "Internal server error")
+        payload = result.payload
+        try:
+            if not isinstance(payload, dict):
+                raise ValueError("the response must be an object")
+            allowed = policy_allows(payload.get("policyDocument"), event["methodArn"])
+            context = payload.get("context") or {}
+            if not isinstance(context, dict):
+                raise ValueError("context must be an object")
+        except ValueError as exc:
+            log.error("authorizer %s returned a malformed response: %s", name, exc)
+            return _message(500, "Internal server error")
+        if not allowed:
+            return _message(403, "Forbidden")
+        connection.authorizer = {
+            **context,
+            "principalId": payload.get("principalId"),
+            "integrationLatency": round(result.duration_ms),
+        }
+        return None
+
+    async def _receive_frames(self, live: _LiveConnection) -> tuple[int, str]:
+        """Serve one connection until it closes; the ``$disconnect`` status code and reason."""
+        ws = live.socket
+        while True:
+            now = now_ms()
+            deadline_ms = min(
+                live.last_active_ms + self._ws_idle_seconds * 1000,
+                live.info.connected_at_ms + self._ws_max_seconds * 1000,
+            )
+            if now >= deadline_ms:  # idle for 10 minutes, or open for 2 hours
+                return await self._close_connection(live, 1001, "Going away")
+            try:
+                message = await ws.receive(timeout=(deadline_ms - now) / 1000)
+            except TimeoutError:
+                continue  # the deadline is checked again: another frame may have moved it
+            if message.type is WSMsgType.TEXT:
+                live.touch()
+                self._dispatch_frame(live, message.data)
+            elif message.type is WSMsgType.BINARY:
+                # API Gateway does not accept binary frames from clients: it closes with 1003.
+                return await self._close_connection(live, 1003, "Binary frames are not supported")
+            elif message.type is WSMsgType.CLOSE:
+                code = message.data or 1005  # a close frame without a status
+                return code, message.extra or ("Client-side close frame status not set" if code == 1005 else "")
+            elif live.server_close is not None:  # CLOSING: the gateway closed it (idle, DELETE, shutdown)
+                return live.server_close
+            elif message.type is WSMsgType.ERROR and isinstance(message.data, WebSocketError):
+                # A protocol error, e.g. 1009 for a message over the limit; aiohttp has closed with it.
+                return message.data.code, str(message.data)
+            else:  # the client went away without a close frame
+                return 1006, "Connection closed abnormally"
+
+    def _dispatch_frame(self, live: _LiveConnection, body: str) -> None:
+        """Invoke the frame's route without waiting: frames of one connection run concurrently."""
+        self._spawn(self._invoke_route(live, self._route_selector.select(body), body))
+
+    async def _invoke_route(self, live: _LiveConnection, route_key: str | None, body: str) -> None:
+        if route_key is None:
+            await self._send_error_frame(live, "Forbidden", new_id())
+            return
+        event = ws_message_event(live.info, self._ws_api, route_key, body)
+        result = await self._invoker.invoke(self._ws_routes[route_key], event)
+        if not result.ok:
+            await self._send_error_frame(live, "Internal server error", event["requestContext"]["requestId"])
+
+    @staticmethod
+    async def _send_error_frame(live: _LiveConnection, message: str, request_id: str) -> None:
+        # What API Gateway sends a client whose frame could not be routed or whose function failed.
+        frame = {"message": message, "connectionId": live.info.connection_id, "requestId": request_id}
+        with contextlib.suppress(ConnectionError):
+            await live.socket.send_str(json.dumps(frame))
+
+    async def _close_websockets(self, _app: web.Application) -> None:
+        await asyncio.gather(
+            *(self._close_connection(live, 1001, "Going away") for live in list(self._connections.values()))
+        )
+
+    @staticmethod
+    async def _close_connection(live: _LiveConnection, code: int, reason: str) -> tuple[int, str]:
+        """Close from the gateway's side; the code and reason become those of ``$disconnect``."""
+        live.server_close = (code, reason)
+        await live.socket.close(code=code, message=reason.encode())
+        return live.server_close
+
+    # ------------------------------------------------------------ @connections
+
+    async def _handle_connections(self, request: web.Request) -> web.Response:
+        """The API Gateway Management API: PostToConnection, GetConnection, DeleteConnection."""
+        connection_id = request.match_info["connection_id"]
+        live = self._connections.get(connection_id)
+        if live is None or live.socket.closed:
+            return _gone(connection_id)
+        if request.method == "POST":
+            data = await request.read()
+            if len(data) > WS_MESSAGE_LIMIT:
+                return _message(413, "Message too long", {"x-amzn-ErrorType": "PayloadTooLargeException"})
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            try:
+                await (live.socket.send_str(text) if text is not None else live.socket.send_bytes(data))
+            except ConnectionError:
+                return _gone(connection_id)
+            live.touch()
+            return web.Response(status=200)
+        if request.method == "GET":
+            return _json_response(
+                200,
+                {
+                    "connectedAt": _iso(live.info.connected_at_ms),
+                    "identity": {"sourceIp": live.info.source_ip, "userAgent": live.info.user_agent or ""},
+                    "lastActiveAt": _iso(live.last_active_ms),
+                },
+            )
+        if request.method == "DELETE":
+            await self._close_connection(live, 1000, "Connection deleted by the server")
+            return web.Response(status=204)
+        return _message(405, "Method Not Allowed")
+
+
+def _from_loopback(request: web.Request) -> bool:
+    # The gateway binds to loopback; this keeps /_local closed even if someone changes that.
+    return request.remote in _LOOPBACK
+
+
+def _gone(connection_id: str) -> web.Response:
+    # botocore reads the error code from this header: the client raises GoneException.
+    return _message(410, f"Connection {connection_id} is gone", {"x-amzn-ErrorType": "GoneException"})
+
+
+def _http_api_id(manifest: Manifest) -> str:
+    """The HTTP API's id: the provisioner's made-up ref if it recorded the API, else a stable hash."""
+    websocket = manifest["websocket"]
+    for logical_id, resource in manifest["resources"].items():
+        if (
+            resource.get("type") in ("AWS::Serverless::HttpApi", "AWS::ApiGatewayV2::Api")
+            and (websocket is None or logical_id != websocket["logical_id"])
+            and resource.get("ref")
+        ):
+            return str(resource["ref"])
+    return hashlib.sha256(f"{manifest['stack_name']}:http".encode()).hexdigest()[:10]

@@ -1,0 +1,427 @@
+"""Lambda emulation: warm execution environments as OS processes, a pool per function.
+
+Each function gets its own pool of child processes (``worker_main.py``).  A pool grows on demand
+up to a cap (``max_concurrency``, or the function's reserved concurrency if lower), and reuses an
+idle process when there is one, so module state stays warm between invocations and concurrent
+invocations really run in separate processes, as two Lambda containers would.  Races between
+concurrent invocations therefore show up locally instead of being serialised away.
+
+A child gets exactly the function's environment from the manifest, the local overrides the
+orchestrator passes (endpoint, dummy credentials, ...), and the variables Lambda itself defines;
+nothing leaks in from the developer's shell.  The timeout is enforced from outside: the process
+is killed and replaced, and the invocation fails with Lambda's timeout error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from scripts.localstack.manifest import FunctionSpec
+from scripts.localstack.worker_main import FRAME_HEADER, encode_frame
+
+log = logging.getLogger("localstack.lambda")
+function_output = logging.getLogger("localstack.fn")
+
+WORKER_MAIN = Path(__file__).with_name("worker_main.py")
+DEFAULT_MAX_CONCURRENCY = 4
+INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit on the init phase of an on-demand environment
+SHUTDOWN_GRACE_SECONDS = 2.0
+# Lambda retries a failed asynchronous invocation twice, about 1 and 2 minutes apart.  Locally the
+# waits are seconds so that a failure and its retries show up in the dev log while one watches.
+ASYNC_RETRY_DELAYS_SECONDS: tuple[float, ...] = (1.0, 2.0)
+_LOG_LINE_LIMIT = 64 * 1024
+
+Outcome = Literal["ok", "error", "timeout"]
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """The outcome of one invocation, as the caller of ``Invoke`` would see it."""
+
+    function: str
+    request_id: str
+    outcome: Outcome
+    payload: Any = None  # the handler's return value (outcome "ok")
+    error: dict[str, Any] | None = None  # Lambda's error object: errorType, errorMessage, stackTrace
+    duration_ms: float = 0.0
+    init_duration_ms: float | None = None  # set when the invocation started a new process
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @property
+    def cold_start(self) -> bool:
+        return self.init_duration_ms is not None
+
+
+class _WorkerGone(Exception):
+    """The child process died or failed to initialise; carries the Lambda error to report."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error["errorMessage"])
+        self.error = error
+
+
+def lambda_runtime_environment(spec: FunctionSpec) -> dict[str, str]:
+    """The variables the Lambda service defines for a Python 3.12 function (reserved names).
+
+    ``AWS_LAMBDA_LOG_STREAM_NAME`` is added per process, as each environment has its own stream.
+    """
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": spec["name"],
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec["memory"]),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec['name']}",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "LAMBDA_TASK_ROOT": spec["code_dir"],
+        "_HANDLER": spec["handler"],
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+        # Lambda's PATH holds the runtime's own interpreter first; ours is the venv's.
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+    }
+
+
+def _new_log_stream_name() -> str:
+    return f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+
+
+class _Worker:
+    """One child process: a warm execution environment of one function."""
+
+    def __init__(
+        self,
+        function: str,
+        process: asyncio.subprocess.Process,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.function = function
+        self._process = process
+        self._reader = reader
+        self._writer = writer
+        assert process.stdout is not None and process.stderr is not None
+        self._output_tasks = [
+            asyncio.create_task(_forward_output(function, process.stdout)),
+            asyncio.create_task(_forward_output(function, process.stderr)),
+        ]
+
+    @classmethod
+    async def start(cls, function: str, spec: FunctionSpec, env: Mapping[str, str]) -> _Worker:
+        """Start a process and run Lambda's init phase (importing the handler); raises _WorkerGone."""
+        parent_end, child_end = socket.socketpair()
+        layer_args = [arg for layer in spec["layer_dirs"] for arg in ("--layer", layer)]
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-P",
+                str(WORKER_MAIN),
+                "--ipc-fd",
+                str(child_end.fileno()),
+                "--handler",
+                spec["handler"],
+                "--task-root",
+                spec["code_dir"],
+                *layer_args,
+                env={**env, "AWS_LAMBDA_LOG_STREAM_NAME": _new_log_stream_name()},
+                cwd=spec["code_dir"],
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(child_end.fileno(),),
+                # Its own session: Ctrl-C in the terminal reaches the orchestrator, which stops
+                # the workers itself, instead of interrupting handlers mid-invocation.
+                start_new_session=True,
+            )
+        except OSError as exc:  # e.g. the code folder does not exist
+            parent_end.close()
+            raise _WorkerGone(
+                {"errorType": "Runtime.InitError", "errorMessage": f"cannot start the runtime: {exc}", "stackTrace": []}
+            ) from None
+        finally:
+            child_end.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent_end)
+        worker = cls(function, process, reader, writer)
+        try:
+            message = await asyncio.wait_for(worker._receive(), INIT_TIMEOUT_SECONDS)
+        except TimeoutError:
+            await worker.kill()
+            raise _WorkerGone(
+                {
+                    "errorType": "Runtime.InitError",
+                    "errorMessage": f"Init phase did not finish within {INIT_TIMEOUT_SECONDS:.0f} seconds",
+                    "stackTrace": [],
+                }
+            ) from None
+        except _WorkerGone:
+            await worker.kill()
+            raise
+        if message["type"] != "ready":
+            await worker.kill()
+            raise _WorkerGone(message["error"])
+        return worker
+
+    async def invoke(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one invocation and wait for its result message; raises TimeoutError or _WorkerGone."""
+        async with asyncio.timeout(timeout):
+            try:
+                self._writer.write(encode_frame(request))
+                await self._writer.drain()
+            except ConnectionError:
+                raise await self._exit_error() from None
+            return await self._receive()
+
+    async def _receive(self) -> dict[str, Any]:
+        try:
+            header = await self._reader.readexactly(FRAME_HEADER.size)
+            (length,) = FRAME_HEADER.unpack(header)
+            message: dict[str, Any] = json.loads(await self._reader.readexactly(length))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            raise await self._exit_error() from None
+        return message
+
+    async def _exit_error(self) -> _WorkerGone:
+        returncode = await self._process.wait()
+        return _WorkerGone(
+            {
+                "errorType": "Runtime.ExitError",
+                "errorMessage": f"Runtime exited with error: exit status {returncode}",
+                "stackTrace": [],
+            }
+        )
+
+    async def close(self) -> None:
+        """Let the process exit on its own (EOF on its socket); kill it if it does not."""
+        self._writer.close()
+        try:
+            await asyncio.wait_for(self._process.wait(), SHUTDOWN_GRACE_SECONDS)
+        except TimeoutError:
+            await self.kill()
+        await self._drain_output()
+
+    async def kill(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(ProcessLookupError):
+            self._process.kill()
+        await self._process.wait()
+        await self._drain_output()
+
+    async def _drain_output(self) -> None:
+        # The pipes reach EOF once the process is gone; wait so its last lines are not lost.
+        await asyncio.gather(*self._output_tasks, return_exceptions=True)
+
+
+async def _forward_output(function: str, stream: asyncio.StreamReader) -> None:
+    """Copy a child's stdout or stderr to the dev log, one record per line."""
+    pending = b""
+    while chunk := await stream.read(_LOG_LINE_LIMIT):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        if len(pending) >= _LOG_LINE_LIMIT:  # a very long line without a newline: emit it anyway
+            lines.append(pending)
+            pending = b""
+        for line in lines:
+            function_output.info("[%s] %s", function, line.decode(errors="replace").rstrip("\r"))
+    if pending:
+        function_output.info("[%s] %s", function, pending.decode(errors="replace"))
+
+
+class FunctionPool:
+    """The execution environments of one function, growing on demand up to ``capacity``."""
+
+    def __init__(self, function: str, spec: FunctionSpec, env: Mapping[str, str], capacity: int) -> None:
+        self.function = function
+        self.spec = spec
+        self.capacity = capacity
+        self._env = dict(env)
+        self._slots = asyncio.Semaphore(capacity)
+        self._idle: list[_Worker] = []  # most recently used last: reused first, as Lambda does
+        self._busy: set[_Worker] = set()
+        self._closed = False
+
+    async def invoke(self, event: Any) -> InvocationResult:
+        request_id = str(uuid.uuid4())
+        if self.capacity == 0:  # reserved concurrency 0: Lambda throttles every invocation
+            return self._report(
+                InvocationResult(
+                    self.function,
+                    request_id,
+                    "error",
+                    error={
+                        "errorType": "TooManyRequestsException",
+                        "errorMessage": "Rate Exceeded.",
+                        "stackTrace": [],
+                    },
+                )
+            )
+        async with self._slots:
+            if self._closed:
+                raise RuntimeError(f"the worker pool of {self.function} is shut down")
+            return self._report(await self._invoke_in_worker(request_id, event))
+
+    async def _invoke_in_worker(self, request_id: str, event: Any) -> InvocationResult:
+        init_ms: float | None = None
+        if self._idle:
+            worker = self._idle.pop()
+        else:
+            init_started = time.monotonic()
+            try:
+                worker = await _Worker.start(self.function, self.spec, self._env)
+            except _WorkerGone as gone:
+                return self._failure(request_id, init_started, gone.error, (time.monotonic() - init_started) * 1000)
+            init_ms = (time.monotonic() - init_started) * 1000
+        self._busy.add(worker)
+        request = {
+            "request_id": request_id,
+            "event": event,
+            "invoked_function_arn": self.spec["arn"],
+            "deadline_ms": int(time.time() * 1000) + self.spec["timeout"] * 1000,
+        }
+        invoke_started = time.monotonic()
+        keep_warm = False
+        try:
+            message = await worker.invoke(request, self.spec["timeout"])
+            keep_warm = True
+        except TimeoutError:
+            return InvocationResult(
+                self.function,
+                request_id,
+                "timeout",
+                error={
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {request_id} Error: Task timed out after "
+                    f"{self.spec['timeout']:.2f} seconds",
+                    "stackTrace": [],
+                },
+                duration_ms=(time.monotonic() - invoke_started) * 1000,
+                init_duration_ms=init_ms,
+            )
+        except _WorkerGone as gone:
+            return self._failure(request_id, invoke_started, gone.error, init_ms)
+        finally:
+            self._busy.discard(worker)
+            if keep_warm and not self._closed:
+                self._idle.append(worker)
+            else:
+                # Timed out, crashed, cancelled or shutting down: its state is unknown, replace it.
+                await asyncio.shield(worker.kill())
+        duration_ms = (time.monotonic() - invoke_started) * 1000
+        if message["type"] == "result":
+            return InvocationResult(
+                self.function,
+                request_id,
+                "ok",
+                payload=message["payload"],
+                duration_ms=duration_ms,
+                init_duration_ms=init_ms,
+            )
+        return InvocationResult(
+            self.function,
+            request_id,
+            "error",
+            error=message["error"],
+            duration_ms=duration_ms,
+            init_duration_ms=init_ms,
+        )
+
+    def _failure(self, request_id: str, since: float, error: dict[str, Any], init_ms: float | None) -> InvocationResult:
+        return InvocationResult(
+            self.function,
+            request_id,
+            "error",
+            error=error,
+            duration_ms=(time.monotonic() - since) * 1000,
+            init_duration_ms=init_ms,
+        )
+
+    @staticmethod
+    def _report(result: InvocationResult) -> InvocationResult:
+        """The one log line per invocation, after Lambda's REPORT line."""
+        outcome = result.outcome if result.error is None else f"{result.outcome} ({result.error['errorType']})"
+        cold = "" if result.init_duration_ms is None else f" cold start, init {result.init_duration_ms:.0f} ms"
+        log.info("%s %s %.1f ms %s%s", result.function, result.request_id, result.duration_ms, outcome, cold)
+        return result
+
+    async def close(self) -> None:
+        """Stop every process: idle ones exit on EOF, busy ones are killed."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(worker.close() for worker in idle), *(worker.kill() for worker in list(self._busy)))
+
+
+class WorkerPool:
+    """Every function of the manifest, invocable by logical id: the local Lambda service."""
+
+    def __init__(
+        self,
+        functions: Mapping[str, FunctionSpec],
+        *,
+        env_overrides: Mapping[str, str] | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        async_retry_delays: Sequence[float] = ASYNC_RETRY_DELAYS_SECONDS,
+    ) -> None:
+        overrides = dict(env_overrides or {})
+        self._async_retry_delays = tuple(async_retry_delays)
+        self._pools: dict[str, FunctionPool] = {}
+        for logical_id, spec in functions.items():
+            # Precedence: the template's variables, then the local overrides, then the names
+            # Lambda reserves for itself (a template cannot set those in AWS either).
+            env = {**spec["environment"], **overrides, **lambda_runtime_environment(spec)}
+            reserved = spec.get("reserved_concurrency")
+            capacity = max_concurrency if reserved is None else min(max_concurrency, reserved)
+            self._pools[logical_id] = FunctionPool(logical_id, spec, env, capacity)
+
+    async def invoke(self, function: str, event: Any) -> InvocationResult:
+        """Synchronous invocation (``RequestResponse``): what API Gateway and SQS pollers do."""
+        try:
+            pool = self._pools[function]
+        except KeyError:
+            raise KeyError(f"no function {function!r} in the manifest") from None
+        return await pool.invoke(event)
+
+    async def invoke_async(self, function: str, event: Any, *, source: str) -> InvocationResult:
+        """Asynchronous invocation (``Event``), with Lambda's two retries of a failed event.
+
+        What EventBridge rules and schedules do.  ``source`` names the trigger in the log; an
+        event that fails every attempt is logged as dropped (there is no on-failure destination).
+        """
+        attempts = len(self._async_retry_delays) + 1
+        for attempt, delay in enumerate((*self._async_retry_delays, None), start=1):
+            result = await self.invoke(function, event)
+            if result.ok or delay is None:
+                break
+            log.warning(
+                "%s: event from %s failed (attempt %d of %d); retrying in %.0f s",
+                function,
+                source,
+                attempt,
+                attempts,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        if not result.ok:
+            log.error(
+                "%s: event from %s dropped after %d attempts: %s",
+                function,
+                source,
+                attempts,
+                (result.error or {}).get("errorMessage"),
+            )
+        return result
+
+    async def close(self) -> None:
+        await asyncio.gather(*(pool.close() for pool in self._pools.values()))

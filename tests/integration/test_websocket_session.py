@@ -1,0 +1,51 @@
+"""WebSocket session through the local gateway: the upgrade is refused without read access."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from scripts.localstack.stack import LocalStack
+from tests.integration.conftest import Api
+
+pytestmark = pytest.mark.integration
+
+
+def ws_url(stack: LocalStack, prd_id: str, token: str | None) -> str:
+    query = f"prd={prd_id}" + (f"&token={token}" if token is not None else "")
+    return f"{stack.ws_url}?{query}"
+
+
+def refused_status(url: str) -> int:
+    with pytest.raises(InvalidStatus) as info:
+        connect(url, open_timeout=20).close()
+    return int(info.value.response.status_code)
+
+
+def test_upgrade_without_token_is_401(stack: LocalStack, shared_prd: dict[str, Any]) -> None:
+    assert refused_status(ws_url(stack, shared_prd["id"], None)) == 401
+    assert refused_status(ws_url(stack, shared_prd["id"], "forged.token.value")) == 401
+
+
+def test_upgrade_without_read_access_is_403(stack: LocalStack, dave: Api, shared_prd: dict[str, Any]) -> None:
+    assert refused_status(ws_url(stack, shared_prd["id"], dave.token)) == 403
+    assert refused_status(ws_url(stack, "01jd0000000000000000000000", dave.token)) == 403
+
+
+def test_a_viewer_connects_pings_and_bad_frames_get_error_frames(
+    stack: LocalStack, carol: Api, shared_prd: dict[str, Any]
+) -> None:
+    with connect(ws_url(stack, shared_prd["id"], carol.token), open_timeout=20) as ws:
+        ws.send(json.dumps({"action": "ping", "id": 7}))
+        assert json.loads(ws.recv(timeout=20)) == {"action": "pong", "id": 7}
+        for frame, code in (("not json", "invalid_json"), ("[1]", "invalid_frame"),
+                            (json.dumps({"action": "dance"}), "unknown_action")):
+            ws.send(frame)
+            reply = json.loads(ws.recv(timeout=20))
+            assert reply["action"] == "error" and reply["code"] == code
+        ws.send(json.dumps({"action": "ping", "id": 8}))  # the session survived the bad frames
+        assert json.loads(ws.recv(timeout=20))["id"] == 8

@@ -1,0 +1,216 @@
+"""The Lambda emulation: warm processes, concurrency, timeouts, errors, environment, context."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from scripts.localstack.manifest import FunctionSpec
+from scripts.localstack.workers import InvocationResult, WorkerPool
+from tests.localstack.fixtures.manifests import FIXTURES, function_spec
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def basic(handler: str, **options: Any) -> FunctionSpec:
+    return function_spec(handler, "basic", f"app.{handler}", layers=("layer",), **options)
+
+
+def with_pool[T](specs: list[FunctionSpec], body: Callable[[WorkerPool], Awaitable[T]], **options: Any) -> T:
+    async def main() -> T:
+        pool = WorkerPool({spec["logical_id"]: spec for spec in specs}, **options)
+        try:
+            return await body(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())
+
+
+def invoke_in_order(spec: FunctionSpec, *events: Any, **options: Any) -> list[InvocationResult]:
+    async def body(pool: WorkerPool) -> list[InvocationResult]:
+        return [await pool.invoke(spec["logical_id"], event) for event in events]
+
+    return with_pool([spec], body, **options)
+
+
+def test_a_warm_process_keeps_module_state_between_invocations() -> None:
+    first, second = invoke_in_order(basic("count"), {}, {})
+
+    assert first.ok and second.ok
+    assert first.payload["pid"] == second.payload["pid"]
+    assert (first.payload["invocations"], second.payload["invocations"]) == (1, 2)
+    assert first.cold_start and not second.cold_start
+
+
+def test_concurrent_invocations_run_in_separate_processes() -> None:
+    spec = basic("sleep")
+
+    async def body(pool: WorkerPool) -> list[InvocationResult]:
+        return await asyncio.gather(*(pool.invoke("sleep", {"seconds": 0.5}) for _ in range(2)))
+
+    started = time.monotonic()
+    results = with_pool([spec], body)
+
+    assert all(result.ok for result in results)
+    assert results[0].payload["pid"] != results[1].payload["pid"]
+    assert time.monotonic() - started < 2 * 0.5 + 1.0  # they overlapped
+
+
+def test_the_number_of_processes_per_function_is_capped() -> None:
+    async def body(pool: WorkerPool) -> list[InvocationResult]:
+        return await asyncio.gather(*(pool.invoke("sleep", {"seconds": 0.3}) for _ in range(3)))
+
+    results = with_pool([basic("sleep")], body, max_concurrency=1)
+
+    assert all(result.ok for result in results)
+    assert len({result.payload["pid"] for result in results}) == 1
+    assert [result.cold_start for result in results].count(True) == 1
+
+
+def test_a_timeout_kills_the_process_and_the_next_invocation_gets_a_new_one(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    timed_out, after = invoke_in_order(basic("sleep", timeout=1), {"seconds": 30}, {"seconds": 0})
+
+    assert timed_out.outcome == "timeout"
+    assert timed_out.error is not None
+    assert timed_out.error["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in timed_out.error["errorMessage"]
+    assert 900 < timed_out.duration_ms < 3000
+    assert after.ok and after.cold_start
+    (killed_pid,) = {
+        int(m.group(1)) for r in caplog.records if (m := re.search(r"\[sleep\] sleeping in (\d+)", r.getMessage()))
+    } - {after.payload["pid"]}
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed_pid, 0)
+
+
+def test_an_unhandled_exception_is_an_error_result_and_the_process_stays_warm() -> None:
+    failed, after = invoke_in_order(basic("maybe_fail"), {"fail": True, "value": 7}, {"fail": False})
+
+    assert failed.outcome == "error"
+    assert failed.error is not None
+    assert failed.error["errorType"] == "ValueError"
+    assert failed.error["errorMessage"] == "bad input: 7"
+    assert any("basic/app.py" in frame and "in maybe_fail" in frame for frame in failed.error["stackTrace"])
+    assert not any("worker_main.py" in frame for frame in failed.error["stackTrace"])
+    assert after.ok and not after.cold_start
+
+
+def test_the_environment_is_exactly_the_functions_plus_overrides_and_lambdas_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEAK_FROM_THE_SHELL", "must not reach the function")
+    spec = basic("environment", environment={"QUEUE": "q1", "TABLE": "t1", "AWS_REGION": "template-region"})
+    overrides = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_REGION": "us-east-1", "TABLE": "local-t1"}
+
+    (result,) = invoke_in_order(spec, {}, env_overrides=overrides)
+
+    environ = result.payload["environ"]
+    expected = {
+        "QUEUE": "q1",  # the template's variables
+        "TABLE": "local-t1",  # overrides beat the template
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+        "AWS_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": "test-environment",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/test-environment",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "LAMBDA_TASK_ROOT": str(FIXTURES / "basic"),
+        "_HANDLER": "app.environment",
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+    }
+    assert {key: environ.get(key) for key in expected} == expected
+    # Besides those, only PATH, the per-process log stream, and the interpreter's own locale
+    # coercion (PEP 538 sets LC_CTYPE when LANG names a locale the machine lacks).
+    assert set(environ) - set(expected) <= {"PATH", "AWS_LAMBDA_LOG_STREAM_NAME", "LC_CTYPE"}
+    assert environ["AWS_LAMBDA_LOG_STREAM_NAME"].startswith(time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime()))
+    assert result.payload["sys_path"][:2] == [str(FIXTURES / "basic"), str(FIXTURES / "layer")]
+    assert result.payload["cwd"] == str(FIXTURES / "basic")
+    assert result.payload["layer"] == "hello from the layer"
+
+
+def test_the_context_object_is_lambdas() -> None:
+    spec = basic("describe_context", timeout=7)
+
+    (result,) = invoke_in_order(spec, {})
+
+    context = result.payload
+    assert context["function_name"] == "test-describe_context"
+    assert context["function_version"] == "$LATEST"
+    assert context["invoked_function_arn"] == spec["arn"]
+    assert context["memory_limit_in_mb"] == "256"  # a string, as in the real runtime
+    assert context["aws_request_id"] == result.request_id
+    assert context["log_group_name"] == "/aws/lambda/test-describe_context"
+    assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", context["log_stream_name"])
+    assert 6000 < context["remaining_ms"] <= 7000
+
+
+def test_a_missing_module_is_an_init_error() -> None:
+    (result,) = invoke_in_order(function_spec("missing", "basic", "nowhere.handler"), {})
+
+    assert result.outcome == "error"
+    assert result.error is not None
+    assert result.error["errorType"] == "Runtime.ImportModuleError"
+    assert "Unable to import module 'nowhere'" in result.error["errorMessage"]
+
+
+def test_a_process_that_dies_is_an_exit_error_and_is_replaced() -> None:
+    spec = basic("crash")
+
+    async def body(pool: WorkerPool) -> list[InvocationResult]:
+        return [await pool.invoke("crash", {}), await pool.invoke("crash", {})]
+
+    first, second = with_pool([spec], body)
+
+    assert first.error is not None and first.error["errorType"] == "Runtime.ExitError"
+    assert "exit status 3" in first.error["errorMessage"]
+    assert second.cold_start  # a fresh process took its place
+
+
+def test_a_result_that_is_not_json_is_a_marshal_error() -> None:
+    (result,) = invoke_in_order(basic("unserialisable"), {})
+
+    assert result.error is not None
+    assert result.error["errorType"] == "Runtime.MarshalError"
+
+
+def test_output_goes_to_the_log_prefixed_by_the_function_and_one_report_line_per_invocation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    (result,) = invoke_in_order(basic("chatty"), {})
+
+    assert result.payload == "fine"  # printing did not disturb the result
+    output = [record.getMessage() for record in caplog.records if record.name == "localstack.fn"]
+    assert "[chatty] to stdout" in output
+    assert "[chatty] to stderr" in output
+    reports = [record.getMessage() for record in caplog.records if record.name == "localstack.lambda"]
+    assert len(reports) == 1
+    assert re.fullmatch(rf"chatty {result.request_id} [\d.]+ ms ok cold start, init \d+ ms", reports[0])
+
+
+def test_an_asynchronous_invocation_is_retried_twice_then_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    async def body(pool: WorkerPool) -> InvocationResult:
+        return await pool.invoke_async("maybe_fail", {"fail": True, "value": 1}, source="test")
+
+    result = with_pool([basic("maybe_fail")], body, async_retry_delays=(0.05, 0.05))
+
+    assert result.outcome == "error"
+    reports = [r for r in caplog.records if r.name == "localstack.lambda" and r.getMessage().startswith("maybe_fail ")]
+    assert len(reports) == 3
+    assert any("dropped after 3 attempts" in record.getMessage() for record in caplog.records)
