@@ -25,3 +25,6 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(socket.socket, "connect", guard)
     yield
+
+# Fixtures shared by the integration and end-to-end suites (the local stack, logged-in users).
+pytest_plugins = ["tests.integration.fixtures"]

@@ -41,7 +41,7 @@ def import_ms(function_dir: Path, *, tracing: bool) -> tuple[float, dict[str, fl
 
 
 def main(runs: int = 5) -> str:
-    rows = [f"| function | import (ms, median of {runs}) | with X-Ray tracer | where the time goes (self ms by package) |",
+    rows = [f"| function | import (ms, median of {runs}) | with X-Ray tracer | where the time goes (self ms) |",
             "|---|---:|---:|---|"]
     for function_dir in sorted((ROOT / "functions").iterdir()):
         if not (function_dir / "app.py").exists():

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from scripts.localstack.stack import LocalStack
-from tests.integration.conftest import ROOT, Api, login
+from tests.integration.fixtures import ROOT, Api, login
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from scripts.localstack.stack import LocalStack
-from tests.integration.conftest import Api, cognito, login
+from tests.integration.fixtures import Api, cognito, login
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from scripts.localstack.stack import LocalStack
-from tests.integration.conftest import Api
+from tests.integration.fixtures import Api
 
 pytestmark = pytest.mark.integration
 

@@ -10,13 +10,14 @@ must not leave a ghost forever (the daily maintenance sweeps what TTL has not ye
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import UpdateError
 from pynamodb.models import Model
 
-from ..storage import register, table_meta
+from ..storage import is_conditional_failure, register, table_meta
 
 MAX_CONNECTION_SECONDS = 2 * 3600
 
@@ -33,6 +34,8 @@ class ConnectionModel(Model):
     role = UnicodeAttribute()
     connected_at = NumberAttribute()
     expires_at = NumberAttribute()  # TTL (epoch seconds)
+    # Awareness client ids this connection announced, with the last clock persisted (meta item).
+    awareness: MapAttribute[str, Any] = MapAttribute(null=True)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Connection:
     prd_id: str
     username: str
     role: str
+    awareness_clients: dict[int, int] = field(default_factory=dict)
 
 
 def _prd_pk(prd_id: str) -> str:
@@ -55,7 +59,7 @@ def register_connection(connection: Connection, *, token_expires_at: int) -> Non
                   username=connection.username, role=connection.role, connected_at=now, expires_at=expires_at)
     with ConnectionModel.batch_write() as batch:
         batch.save(ConnectionModel(pk=_prd_pk(connection.prd_id), sk=f"conn#{connection.connection_id}", **common))
-        batch.save(ConnectionModel(pk=f"conn#{connection.connection_id}", sk="meta", **common))
+        batch.save(ConnectionModel(pk=f"conn#{connection.connection_id}", sk="meta", awareness={}, **common))
 
 
 def lookup(connection_id: str) -> Connection | None:
@@ -63,7 +67,20 @@ def lookup(connection_id: str) -> Connection | None:
         item = ConnectionModel.get(f"conn#{connection_id}", "meta", consistent_read=True)
     except ConnectionModel.DoesNotExist:
         return None
-    return Connection(item.connection_id, item.prd_id, item.username, item.role)
+    clients = {int(k): int(v) for k, v in (item.awareness.as_dict() if item.awareness else {}).items()}
+    return Connection(item.connection_id, item.prd_id, item.username, item.role, clients)
+
+
+def remember_awareness(connection_id: str, clocks: dict[int, int]) -> None:
+    """Record the awareness clients (and their latest clocks) a connection speaks for."""
+    item = ConnectionModel(pk=f"conn#{connection_id}", sk="meta")
+    try:
+        item.update(actions=[ConnectionModel.awareness[str(client)].set(clock) for client, clock in clocks.items()],
+                    condition=ConnectionModel.pk.exists())
+    except UpdateError as exc:
+        if not is_conditional_failure(exc):
+            raise
+        # the connection is already gone: nothing to remember
 
 
 def remove(connection_id: str) -> Connection | None:

@@ -1,88 +1,247 @@
-"""The WebSocket edge: $connect, $disconnect and $default (DESIGN 3.2).
+"""The WebSocket edge: $connect, $disconnect and $default (DESIGN 3.2, docs/protocol.md).
 
-This part handles the session (registration, ping, error frames for bad input); Yjs sync over
-``{"action": "y"}`` frames is built on it (issue #3).
+Per frame, the work is the least that keeps every promise:
+- a document update (sync step 2 or update) from an editor is validated, stored with one
+  conditional put (idempotent: keyed by its content hash), acknowledged if the client asked, then
+  relayed to the PRD's other connections (one strongly consistent query, N-1 posts) — no document
+  is loaded on this path;
+- sync step 1 loads the document once (snapshot + uncompacted updates) and answers with step 2
+  (what the client lacks) and the server's own step 1 (so the client uploads what the server lacks,
+  e.g. edits made offline);
+- awareness (presence) is relayed, never stored; the client ids a connection announces are
+  remembered on its connection item (at most once a second per container), so $disconnect can tell
+  the peers that those clients left;
+- viewers and commenters may sync and announce presence, but their document updates are refused
+  with an error frame, neither stored nor relayed;
+- anything malformed is answered with an error frame and changes nothing; the session goes on.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from pycrdt import Doc
+
+from ..auth.policy import Action, Role, allowed
 from ..auth.principal import Principal
-from ..aws import client
-from ..observability import logger
-from ..settings import get_settings
-from . import connections
+from ..observability import MetricUnit, logger, metrics
+from . import chunks, connections, relay, store, writequeue
+from .protocol import (
+    Awareness,
+    AwarenessEntry,
+    ErrorCode,
+    ProtocolError,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    decode_message,
+    encode_awareness,
+    encode_frames,
+    encode_message,
+    error_frame,
+    parse_frame,
+)
 
-MAX_FRAME_CHARS = 128 * 1024
-
-
-def _management() -> Any:
-    return client("apigatewaymanagementapi", endpoint_url=get_settings().websocket_callback_url)
-
-
-def post(connection_id: str, frame: Mapping[str, Any]) -> bool:
-    """Send one JSON frame; False (and the connection forgotten) when it is gone."""
-    try:
-        _management().post_to_connection(ConnectionId=connection_id,
-                                          Data=json.dumps(frame, separators=(",", ":")).encode())
-    except Exception as exc:
-        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
-        if code == "GoneException":
-            connections.remove(connection_id)
-            return False
-        raise
-    return True
-
-
-def error_frame(code: str, message: str) -> dict[str, str]:
-    return {"action": "error", "code": code, "message": message}
+# Past this many uncompacted updates, opening the document asks for a compaction right away.
+COMPACT_WHEN_PENDING = 500
+_AWARENESS_PERSIST_SECONDS = 1.0
+_awareness_seen: dict[tuple[str, int], float] = {}
 
 
+class FrameRejected(Exception):
+    """A frame that is well-formed but not acceptable (a bad update, a read-only sender)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+    def to_frame(self) -> str:
+        return error_frame(self.code, self.message)
+
+
+@dataclass(frozen=True)
+class Session:
+    """Who is on the other end of a connection, from the $connect authorizer's context."""
+
+    connection_id: str
+    prd_id: str
+    username: str
+    role: Role | None
+    is_admin: bool
+
+    @property
+    def may_edit(self) -> bool:
+        return allowed(self.role, Action.EDIT, is_admin=self.is_admin)
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> Session:
+        ctx = event.get("requestContext") or {}
+        authorizer = ctx.get("authorizer") or {}
+        role_name = str(authorizer.get("role") or "")
+        role = Role(role_name) if role_name in Role.__members__.values() else None
+        return cls(
+            connection_id=str(ctx["connectionId"]),
+            prd_id=str(authorizer.get("prd_id") or ""),
+            username=str(authorizer.get("username") or ""),
+            role=role,
+            is_admin=str(authorizer.get("is_admin", "false")).lower() == "true",
+        )
+
+
+# ----------------------------------------------------------------------------- lifecycle
 def on_connect(event: Mapping[str, Any]) -> dict[str, Any]:
-    ctx = event.get("requestContext") or {}
-    authorizer = ctx.get("authorizer") or {}
+    """Register the connection (the authorizer already checked the token and read access).
+
+    Nothing is posted here: the socket is not open until $connect returns.  The client's sync
+    step 1 drives the exchange, and since the connection is registered before the client can read
+    the document, it either receives a concurrent update's broadcast or finds it stored.
+    """
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     principal = Principal.from_context(authorizer)
-    prd_id = str(authorizer.get("prd_id") or "")
-    if principal is None or not prd_id:  # only reachable if the route lost its authorizer
+    session = Session.of(event)
+    if principal is None or not session.prd_id:  # only reachable if the route lost its authorizer
         return {"statusCode": 401}
     connections.register_connection(
-        connections.Connection(str(ctx["connectionId"]), prd_id, principal.username,
-                               str(authorizer.get("role") or "viewer")),
+        connections.Connection(session.connection_id, session.prd_id, session.username,
+                               session.role.value if session.role else "admin"),
         token_expires_at=principal.expires_at,
     )
     return {"statusCode": 200}
 
 
 def on_disconnect(event: Mapping[str, Any]) -> dict[str, Any]:
-    connections.remove(str((event.get("requestContext") or {})["connectionId"]))
-    return {"statusCode": 200}
-
-
-def on_message(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Forget the connection and tell the peers that its presence is gone."""
     connection_id = str((event.get("requestContext") or {})["connectionId"])
-    body = event.get("body") or ""
-    if len(body) > MAX_FRAME_CHARS:
-        post(connection_id, error_frame("frame_too_large", "frames are limited to 128 KB"))
-        return {"statusCode": 200}
-    try:
-        frame = json.loads(body)
-    except ValueError:
-        post(connection_id, error_frame("invalid_json", "every frame must be a JSON object"))
-        return {"statusCode": 200}
-    if not isinstance(frame, dict) or not isinstance(frame.get("action"), str):
-        post(connection_id, error_frame("invalid_frame", "a frame needs a string \"action\""))
-        return {"statusCode": 200}
-    action = frame["action"]
-    if action == "ping":
-        post(connection_id, {"action": "pong", "id": frame.get("id")})
-    elif action == "y":
-        post(connection_id, error_frame("unsupported", "document sync over this socket is not enabled yet"))
-    else:
-        post(connection_id, error_frame("unknown_action", f"unknown action {action[:64]!r}"))
+    gone = connections.remove(connection_id)
+    if gone is not None:
+        _announce_departure(gone)
     return {"statusCode": 200}
+
+
+def _announce_departure(gone: connections.Connection) -> None:
+    peers = relay.peers(gone.prd_id, exclude=gone.connection_id)
+    if not peers:
+        return
+    frames: list[str] = []
+    if gone.awareness_clients:
+        # A null state at the last clock we saw removes the client in y-protocols (it applies a
+        # removal whose clock equals its own); peers whose clock ran ahead drop it on their own
+        # 30-second awareness timeout.
+        removal = encode_awareness([AwarenessEntry(client, clock, None)
+                                    for client, clock in gone.awareness_clients.items()])
+        frames.extend(encode_frames(encode_message(removal)))
+    frames.append(json.dumps({"action": "notice", "type": "peer-left", "username": gone.username,
+                              "clients": sorted(gone.awareness_clients)}, separators=(",", ":")))
+    relay.broadcast(peers, frames)
+
+
+# ----------------------------------------------------------------------------- messages
+def on_message(event: Mapping[str, Any]) -> dict[str, Any]:
+    session = Session.of(event)
+    try:
+        frame = parse_frame(event.get("body") or "")
+        if frame.action == "ping":
+            relay.send_json(session.connection_id, {"action": "pong", "id": frame.fields.get("id")})
+        elif frame.action == "y":
+            message = frame.message
+            if frame.chunk is not None:
+                assert frame.data is not None
+                message = chunks.add_part(session.connection_id, frame.chunk, frame.data)
+                if message is None:
+                    return {"statusCode": 200}  # waiting for the other parts
+            assert message is not None
+            handle_message(session, message, ack=frame.fields.get("id"))
+        else:
+            raise FrameRejected("unknown_action", f"unknown action {frame.action[:64]!r}")
+    except (ProtocolError, FrameRejected) as exc:
+        metrics.add_metric(name="BadFrames", unit=MetricUnit.Count, value=1)
+        relay.send(session.connection_id, [exc.to_frame()])
+    return {"statusCode": 200}
+
+
+def handle_message(session: Session, data: bytes, *, ack: Any = None) -> None:
+    """Act on one whole y-websocket message from ``session``."""
+    message = decode_message(data)
+    if isinstance(message, SyncStep1):
+        _answer_sync_step1(session, message.state_vector)
+    elif isinstance(message, SyncUpdate):
+        _accept_update(session, message.update, data, ack=ack)
+    elif isinstance(message, SyncStep2):  # a step 2 from one client is an update for the others
+        _accept_update(session, message.update, encode_message(SyncUpdate(message.update)), ack=ack)
+    elif isinstance(message, Awareness):
+        _relay_awareness(session, message, data)
+    elif isinstance(message, QueryAwareness):
+        # The server keeps no presence: ask the peers, whose answers are relayed to everyone.
+        relay.broadcast(relay.peers(session.prd_id, exclude=session.connection_id), encode_frames(data))
+    else:
+        raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE, "this message type is not accepted from clients")
+
+
+def _answer_sync_step1(session: Session, state_vector: bytes) -> None:
+    stored = store.read(session.prd_id)
+    try:
+        missing = stored.doc.get_update(state_vector)
+    except ValueError:
+        raise FrameRejected("bad_state_vector", "the state vector of sync step 1 is malformed") from None
+    frames = encode_frames(encode_message(SyncStep2(missing)))
+    frames += encode_frames(encode_message(SyncStep1(stored.doc.get_state())))
+    relay.send(session.connection_id, frames)
+    if len(stored.update_sks) >= COMPACT_WHEN_PENDING:
+        writequeue.notify(session.prd_id)
+
+
+def _validate_update(update: bytes) -> None:
+    try:
+        Doc().apply_update(update)
+    except ValueError:
+        raise FrameRejected("bad_update", "the update is not a valid Yjs update; nothing was saved") from None
+
+
+def _is_empty_update(update: bytes) -> bool:
+    # No structs and an empty delete set: what a client in sync sends as its step 2.
+    return update == b"\x00\x00"
+
+
+def _accept_update(session: Session, update: bytes, as_update_message: bytes, *, ack: Any) -> None:
+    if _is_empty_update(update):
+        _ack(session, ack)
+        return
+    if not session.may_edit:
+        role = session.role.value if session.role else "none"
+        raise FrameRejected("read_only", f"your role ({role}) may not edit this PRD; the change was not saved")
+    _validate_update(update)
+    _, new = store.append_update(session.prd_id, update, origin=session.username)
+    _ack(session, ack)
+    if not new:
+        return  # a retry or a resend: already stored and relayed once
+    frames = encode_frames(as_update_message)
+    relay.broadcast(relay.peers(session.prd_id, exclude=session.connection_id), frames)
+    writequeue.notify(session.prd_id)
+    metrics.add_metric(name="UpdatesStored", unit=MetricUnit.Count, value=1)
+
+
+def _ack(session: Session, ack: Any) -> None:
+    if isinstance(ack, str | int) and not isinstance(ack, bool):
+        relay.send_json(session.connection_id, {"action": "ack", "id": ack})
+
+
+def _relay_awareness(session: Session, message: Awareness, raw: bytes) -> None:
+    entries = message.entries()
+    now = time.monotonic()
+    due = {e.client_id: e.clock for e in entries
+           if now - _awareness_seen.get((session.connection_id, e.client_id), -1e9) >= _AWARENESS_PERSIST_SECONDS}
+    if due:
+        connections.remember_awareness(session.connection_id, due)
+        for client_id in due:
+            _awareness_seen[(session.connection_id, client_id)] = now
+        if len(_awareness_seen) > 20_000:
+            _awareness_seen.clear()
+    relay.broadcast(relay.peers(session.prd_id, exclude=session.connection_id), encode_frames(raw))
 
 
 def route(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,4 +254,10 @@ def route(event: Mapping[str, Any]) -> dict[str, Any]:
         return on_message(event)
     except Exception:
         logger.exception("websocket message failed")
+        connection_id = str((event.get("requestContext") or {}).get("connectionId", ""))
+        if connection_id:
+            try:
+                relay.send(connection_id, [error_frame("internal_error", "the server could not handle that frame")])
+            except Exception:
+                logger.exception("could not report the failure to the client")
         return {"statusCode": 500}

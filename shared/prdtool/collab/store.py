@@ -15,19 +15,21 @@ different Lambdas cannot lose each other's updates (DESIGN 5).
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pycrdt import Doc
 from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
 
 from ..aws import client
 from ..errors import NotFound
 from ..ids import ulid
 from ..settings import get_settings
-from ..storage import register, table_meta
+from ..storage import is_conditional_failure, register, table_meta
 from . import document
 
 # DynamoDB's item limit is 400 KB; keep a margin for the other attributes.
@@ -60,6 +62,21 @@ class StoredDoc:
     snapshot_sk: str | None
     update_sks: tuple[str, ...]
     head_version: int
+    update_origins: tuple[str, ...] = ()
+    last_update_at: int = 0  # epoch ms of the newest stored update (0 if none)
+    s3_keys: tuple[str, ...] = ()  # S3 bodies of the snapshot and updates read
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What one compaction did."""
+
+    prd_id: str
+    folded: int  # updates folded into the new snapshot
+    snapshot_sk: str | None
+    snapshot_bytes: int
+    editors: tuple[str, ...] = field(default_factory=tuple)
+    last_update_at: int = 0
 
 
 def _s3_key(prd_id: str, snapshot_sk: str) -> str:
@@ -88,20 +105,35 @@ def create(prd_id: str, state: bytes, *, origin: str) -> None:
     DocItem(prd_id=prd_id, sk=HEAD, snapshot_sk=sk, version=1).save(condition=DocItem.sk.does_not_exist())
 
 
-def append_update(prd_id: str, update: bytes, *, origin: str, update_id: str | None = None) -> str:
-    """Append one update (a conditional put: a retry with the same ``update_id`` is a no-op)."""
-    sk = f"{UPDATE_PREFIX}{update_id or ulid()}"
+def update_key(update: bytes) -> str:
+    """The sort key of an update: its content hash, so storing the same bytes twice (a Lambda retry,
+    a client resending after a reconnect) writes one item."""
+    return f"{UPDATE_PREFIX}{hashlib.sha256(update).hexdigest()[:32]}"
+
+
+def append_update(prd_id: str, update: bytes, *, origin: str) -> tuple[str, bool]:
+    """Append one update with a conditional put; returns its key and whether it was new.
+
+    Updates too large for an item (a big paste) go to S3 under their content hash first.
+    """
+    sk = update_key(update)
+    item = DocItem(prd_id=prd_id, sk=sk, origin=origin)
+    if len(update) > INLINE_SNAPSHOT_LIMIT:
+        key = f"docs/{prd_id}/updates/{sk.removeprefix(UPDATE_PREFIX)}.bin"
+        client("s3").put_object(Bucket=get_settings().documents_bucket, Key=key, Body=zlib.compress(update, 6))
+        item.s3_key, item.compression = key, "zlib"
+    else:
+        item.data = update
     try:
-        DocItem(prd_id=prd_id, sk=sk, data=update, origin=origin).save(condition=DocItem.sk.does_not_exist())
-    except Exception as exc:
-        from ..storage import is_conditional_failure
+        item.save(condition=DocItem.sk.does_not_exist())
+    except PutError as exc:
+        if is_conditional_failure(exc):
+            return sk, False
+        raise
+    return sk, True
 
-        if not is_conditional_failure(exc):
-            raise
-    return sk
 
-
-def _snapshot_bytes(item: DocItem) -> bytes:
+def _item_bytes(item: DocItem) -> bytes:
     if item.s3_key:
         raw = client("s3").get_object(Bucket=get_settings().documents_bucket, Key=item.s3_key)["Body"].read()
     else:
@@ -110,30 +142,92 @@ def _snapshot_bytes(item: DocItem) -> bytes:
 
 
 def read(prd_id: str) -> StoredDoc:
-    """The current document: head -> snapshot -> all stored updates (consistent reads)."""
-    for _attempt in range(3):
+    """The current document: every stored update, then head, then the snapshot it names.
+
+    This order needs no extra read to be safe against a concurrent compactor, which moves
+    ``head`` *before* deleting the updates it folded in: updates queried before the head is read
+    are either still there or inside the snapshot the head then names.  If that snapshot was
+    deleted in between by a later compaction, read again.
+    """
+    for _attempt in range(5):
+        parts: list[bytes] = []
+        update_sks: list[str] = []
+        origins: list[str] = []
+        blobs: list[str] = []
+        last_at = 0
+        for item in DocItem.query(prd_id, DocItem.sk.startswith(UPDATE_PREFIX), consistent_read=True):
+            update_sks.append(item.sk)
+            origins.append(item.origin or "")
+            last_at = max(last_at, int(item.created_at or 0))
+            parts.append(_item_bytes(item))
+            if item.s3_key:
+                blobs.append(item.s3_key)
         try:
             head = DocItem.get(prd_id, HEAD, consistent_read=True)
         except DocItem.DoesNotExist as exc:
             raise NotFound("PRD document not found") from exc
-        parts: list[bytes] = []
         if head.snapshot_sk:
             try:
                 snapshot = DocItem.get(prd_id, head.snapshot_sk, consistent_read=True)
             except DocItem.DoesNotExist:
-                continue  # a compactor moved head and removed this snapshot meanwhile: read again
-            parts.append(_snapshot_bytes(snapshot))
-        update_sks: list[str] = []
-        for item in DocItem.query(prd_id, DocItem.sk.startswith(UPDATE_PREFIX), consistent_read=True):
-            update_sks.append(item.sk)
-            parts.append(bytes(item.data or b""))
+                continue  # compacted twice meanwhile: read again
+            parts.insert(0, _item_bytes(snapshot))
+            if snapshot.s3_key:
+                blobs.append(snapshot.s3_key)
         return StoredDoc(
             doc=document.load(parts),
             snapshot_sk=head.snapshot_sk,
             update_sks=tuple(update_sks),
             head_version=int(head.version or 0),
+            update_origins=tuple(origins),
+            last_update_at=last_at,
+            s3_keys=tuple(blobs),
         )
     raise RuntimeError(f"document {prd_id} kept changing under the reader")
+
+
+def compact(prd_id: str) -> Compaction:
+    """Fold every stored update into a new snapshot; safe against concurrent writers and compactors.
+
+    1. read the snapshot and all updates; 2. write the new snapshot under a new key; 3. move
+    ``head`` to it with a compare-and-set on its version; 4. only then delete exactly the items
+    read (and their S3 bodies).  A crash after 2 leaves an unreferenced snapshot, after 3 leaves
+    updates that are also in the snapshot: both harmless (the daily GC removes strays).
+    A lost compare-and-set means another compactor won: ours is discarded and nothing is lost.
+    """
+    stored = read(prd_id)
+    if not stored.update_sks:
+        return Compaction(prd_id, 0, stored.snapshot_sk, 0)
+    state = stored.doc.get_update()
+    new_sk = write_snapshot(prd_id, state)
+    head = DocItem(prd_id=prd_id, sk=HEAD)
+    try:
+        # The version moves with every head change, so this compare-and-set admits one winner.
+        head.update(actions=[DocItem.snapshot_sk.set(new_sk), DocItem.version.set(stored.head_version + 1)],
+                    condition=DocItem.version == stored.head_version)
+    except UpdateError as exc:
+        _delete_items(prd_id, [new_sk], [])
+        if is_conditional_failure(exc):
+            return Compaction(prd_id, 0, stored.snapshot_sk, 0)
+        raise
+    obsolete = list(stored.update_sks) + ([stored.snapshot_sk] if stored.snapshot_sk else [])
+    _delete_items(prd_id, obsolete, list(stored.s3_keys))
+    editors = tuple(dict.fromkeys(o for o in stored.update_origins if o and o != "server"))
+    return Compaction(prd_id, len(stored.update_sks), new_sk, len(state), editors, stored.last_update_at)
+
+
+def _delete_items(prd_id: str, sort_keys: list[str], s3_keys: list[str]) -> None:
+    with DocItem.batch_write() as batch:
+        for sk in sort_keys:
+            batch.delete(DocItem(prd_id=prd_id, sk=sk))
+    bucket = get_settings().documents_bucket
+    for key in s3_keys:
+        client("s3").delete_object(Bucket=bucket, Key=key)
+
+
+def pending_updates(prd_id: str) -> int:
+    """How many updates wait to be compacted (one query, keys only)."""
+    return DocItem.count(prd_id, DocItem.sk.startswith(UPDATE_PREFIX), consistent_read=True)
 
 
 def delete_all(prd_id: str) -> int:

@@ -241,3 +241,30 @@ def remove_member(principal: Principal, prd_id: str, username: str) -> None:
     events.publish(events.PRD_MEMBER_CHANGED,
                    {"prd_id": prd_id, "username": username, "role": None, "previous_role": old_role.value},
                    actor=principal.username)
+
+
+def record_content_change(prd_id: str, *, editors: tuple[str, ...], at_ms: int, updates: int) -> bool:
+    """Note that the content changed (called by the write queue after a compaction).
+
+    Sets ``updated_at``/``updated_by`` unless a later change was already recorded, and publishes
+    ``prd.updated`` — the hook where versioning, indexing and notifications attach.  False if the
+    PRD no longer exists (deleted meanwhile).
+    """
+    if not editors:
+        return False
+    prd = PrdModel(id=prd_id)
+    try:
+        prd.update(
+            actions=[PrdModel.updated_at.set(at_ms), PrdModel.updated_by.set(editors[-1])],
+            condition=PrdModel.id.exists() & PrdModel.deleted_at.does_not_exist() & (PrdModel.updated_at < at_ms),
+        )
+    except Exception as exc:
+        from ..storage import is_conditional_failure
+
+        if not is_conditional_failure(exc):
+            raise
+    else:
+        events.publish(events.PRD_UPDATED, {"prd_id": prd_id, "changes": {"content": True},
+                                            "editors": list(editors), "updates": updates}, actor=editors[-1])
+        return True
+    return False
