@@ -211,3 +211,13 @@ def test_concurrent_writers_racing_compaction_lose_nothing(client_factory: Facto
     words = server_markdown(alice, prd["id"]).split()
     assert expected <= set(words), sorted(expected - set(words))[:10]
     assert len([w for w in words if w.startswith("w")]) == len(expected), "no word duplicated"
+
+
+def test_a_rename_through_the_api_reaches_live_editors(client_factory: Factory, bob: Api,
+                                                       prd: dict[str, Any]) -> None:
+    a = client_factory("alice")
+    a.append("unchanged content")
+    response = bob.patch(f"/api/prds/{prd['id']}", {"title": "Renamed while open"})
+    assert response.status_code == 200, response.text
+    a.wait_until(lambda: a.meta.get("title") == "Renamed while open", what="the new title in Y.Map('meta')")
+    assert a.content().endswith("unchanged content")  # an edit of meta, not a rebuilt document

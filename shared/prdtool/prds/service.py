@@ -20,7 +20,7 @@ from .. import events
 from ..auth import provider
 from ..auth.policy import Action, Role
 from ..auth.principal import Principal
-from ..collab import document, store
+from ..collab import document, live, store
 from ..errors import Conflict, NotFound, Unprocessable
 from ..ids import ulid
 from ..settings import get_settings
@@ -144,7 +144,7 @@ def update_prd(principal: Principal, prd_id: str, *, title: str | None = None,
     stored = store.read(prd_id)
     update = document.meta_update(stored.doc, changes)
     if update:
-        store.append_update(prd_id, update, origin=principal.username)
+        live.apply_server_update(prd_id, update, origin=principal.username)
     events.publish(events.PRD_UPDATED, {"prd_id": prd_id, "changes": changes}, actor=principal.username)
     return PrdSummary.of(prd, role).to_json()
 
