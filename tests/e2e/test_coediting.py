@@ -221,3 +221,36 @@ def test_a_rename_through_the_api_reaches_live_editors(client_factory: Factory, 
     assert response.status_code == 200, response.text
     a.wait_until(lambda: a.meta.get("title") == "Renamed while open", what="the new title in Y.Map('meta')")
     assert a.content().endswith("unchanged content")  # an edit of meta, not a rebuilt document
+
+
+def test_compaction_keeps_updates_that_arrived_before_their_predecessor(stack: LocalStack, alice: Api,
+                                                                         prd: dict[str, Any]) -> None:
+    """Concurrent invocations can store one client's updates out of order; a compaction in between
+    must not drop the early-arriving successor (nor a delete of text not seen yet)."""
+    from pycrdt import Doc, Text
+
+    from prdtool.collab import store
+    from tests.e2e.storage import bound_to
+
+    with bound_to(stack):
+        writer: Doc[Any] = Doc()
+        writer.apply_update(store.read(prd["id"]).update_since(None))
+        text = writer.get("content", type=Text)
+        steps = []
+        for change in ("insert one", "insert two", "delete one"):
+            before = writer.get_state()
+            if change == "insert one":
+                text.insert(len(text), "one ")
+            elif change == "insert two":
+                text.insert(len(text), "two ")
+            else:
+                start = str(text).index("one ")
+                del text[start : start + 4]
+            steps.append(writer.get_update(before))
+        store.append_update(prd["id"], steps[1], origin="alice")  # "two " before "one "
+        store.append_update(prd["id"], steps[2], origin="alice")  # and the delete of "one "
+        assert store.compact(prd["id"]).folded == 2
+        store.append_update(prd["id"], steps[0], origin="alice")  # the predecessor, late
+        assert store.compact(prd["id"]).folded == 1
+    assert server_markdown(alice, prd["id"]) == str(text)
+    assert server_markdown(alice, prd["id"]).endswith("two ") and "one" not in server_markdown(alice, prd["id"])

@@ -72,15 +72,21 @@ def lookup(connection_id: str) -> Connection | None:
 
 
 def remember_awareness(connection_id: str, clocks: dict[int, int]) -> None:
-    """Record the awareness clients (and their latest clocks) a connection speaks for."""
+    """Record the awareness clients a connection speaks for, keeping each one's highest clock.
+
+    Frames of one connection are handled concurrently by several containers, so a write may
+    arrive with an older clock than one already stored: the condition keeps the clock monotonic.
+    """
     item = ConnectionModel(pk=f"conn#{connection_id}", sk="meta")
-    try:
-        item.update(actions=[ConnectionModel.awareness[str(client)].set(clock) for client, clock in clocks.items()],
-                    condition=ConnectionModel.pk.exists())
-    except UpdateError as exc:
-        if not is_conditional_failure(exc):
-            raise
-        # the connection is already gone: nothing to remember
+    for client, clock in clocks.items():
+        entry = ConnectionModel.awareness[str(client)]
+        try:
+            item.update(actions=[entry.set(clock)],
+                        condition=ConnectionModel.pk.exists() & (entry.does_not_exist() | (entry < clock)))
+        except UpdateError as exc:
+            if not is_conditional_failure(exc):
+                raise
+            # the connection is gone, or a newer clock is already stored: nothing to do
 
 
 def remove(connection_id: str) -> Connection | None:

@@ -143,8 +143,10 @@ def _announce_departure(gone: connections.Connection) -> None:
 # ----------------------------------------------------------------------------- messages
 def on_message(event: Mapping[str, Any]) -> dict[str, Any]:
     session = Session.of(event)
+    frame_id: Any = None
     try:
         frame = parse_frame(event.get("body") or "")
+        frame_id = frame.fields.get("id")
         if frame.action == "ping":
             relay.send_json(session.connection_id, {"action": "pong", "id": frame.fields.get("id")})
         elif frame.action == "y":
@@ -160,7 +162,10 @@ def on_message(event: Mapping[str, Any]) -> dict[str, Any]:
             raise FrameRejected("unknown_action", f"unknown action {frame.action[:64]!r}")
     except (ProtocolError, FrameRejected) as exc:
         metrics.add_metric(name="BadFrames", unit=MetricUnit.Count, value=1)
-        relay.send(session.connection_id, [exc.to_frame()])
+        reply: dict[str, Any] = json.loads(exc.to_frame())
+        if isinstance(frame_id, str | int) and not isinstance(frame_id, bool):
+            reply["id"] = frame_id  # lets the client match the refusal to what it sent
+        relay.send_json(session.connection_id, reply)
     return {"statusCode": 200}
 
 
@@ -185,7 +190,7 @@ def handle_message(session: Session, data: bytes, *, ack: Any = None) -> None:
 def _answer_sync_step1(session: Session, state_vector: bytes) -> None:
     stored = store.read(session.prd_id)
     try:
-        missing = stored.doc.get_update(state_vector)
+        missing = stored.update_since(state_vector)
     except ValueError:
         raise FrameRejected("bad_state_vector", "the state vector of sync step 1 is malformed") from None
     frames = encode_frames(encode_message(SyncStep2(missing)))

@@ -20,7 +20,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
-from pycrdt import Doc
+from pycrdt import Doc, merge_updates
 from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
@@ -65,6 +65,19 @@ class StoredDoc:
     update_origins: tuple[str, ...] = ()
     last_update_at: int = 0  # epoch ms of the newest stored update (0 if none)
     s3_keys: tuple[str, ...] = ()  # S3 bodies of the snapshot and updates read
+    updates: tuple[bytes, ...] = ()  # the uncompacted updates themselves
+
+    def update_since(self, state_vector: bytes | None = None) -> bytes:
+        """Everything a peer at ``state_vector`` lacks (all of it when None), losing nothing.
+
+        ``Doc.get_update`` leaves out what the document cannot integrate yet: an update whose
+        predecessor from the same client has not arrived (frames of one connection can be stored
+        out of order by concurrent invocations) and deletions of items not seen yet.  Merging the
+        raw stored updates back in keeps those until their predecessors arrive; when nothing is
+        pending the merge adds nothing (the integrated state already covers every update).
+        """
+        missing = self.doc.get_update(state_vector) if state_vector is not None else self.doc.get_update()
+        return merge_updates(missing, *self.updates) if self.updates else missing
 
 
 @dataclass(frozen=True)
@@ -182,6 +195,7 @@ def read(prd_id: str) -> StoredDoc:
             update_origins=tuple(origins),
             last_update_at=last_at,
             s3_keys=tuple(blobs),
+            updates=tuple(parts[1:] if head.snapshot_sk else parts),
         )
     raise RuntimeError(f"document {prd_id} kept changing under the reader")
 
@@ -198,7 +212,7 @@ def compact(prd_id: str) -> Compaction:
     stored = read(prd_id)
     if not stored.update_sks:
         return Compaction(prd_id, 0, stored.snapshot_sk, 0)
-    state = stored.doc.get_update()
+    state = stored.update_since(None)  # lossless: keeps updates still waiting for a predecessor
     new_sk = write_snapshot(prd_id, state)
     head = DocItem(prd_id=prd_id, sk=HEAD)
     try:
