@@ -264,7 +264,14 @@ def test_maintenance_runs_daily_with_its_input(manifest: Manifest) -> None:
         }
     ]
     assert manifest["event_rules"] == []
-    assert manifest["event_source_mappings"] == []
+
+
+def test_the_write_queue_feeds_the_doc_writer(manifest: Manifest) -> None:
+    (mapping,) = manifest["event_source_mappings"]
+    assert mapping["function"] == "DocWriterFunction"
+    assert mapping["queue_url"] == manifest["queues"]["DocWriteQueue"]
+    assert mapping["queue_url"].endswith(".fifo")
+    assert (mapping["batch_size"], mapping["report_batch_item_failures"], mapping["enabled"]) == (10, True, True)
 
 
 def test_provisioning_twice_is_idempotent(manifest: Manifest, moto_endpoint: str) -> None:
