@@ -1,17 +1,93 @@
-"""`make bench`: run every benchmark and print Markdown to paste into docs/benchmarks.md."""
+"""`make bench`: run the benchmarks and print Markdown to paste into docs/benchmarks.md.
+
+    python -m scripts.bench                    # everything (about 6 minutes on 2 cores)
+    python -m scripts.bench imports            # cold start: handler import time
+    python -m scripts.bench collab-calls       # AWS calls per relayed edit and per document open
+    python -m scripts.bench collab-open        # document open cost against history length
+    python -m scripts.bench collab-open --history 30000   # a long history (~2 min; 100000: > 25 min)
+    python -m scripts.bench collab-latency     # edit -> peer latency, ours against the reference servers
+    python -m scripts.bench cost               # $ per 1M edits (measures collab-calls first)
+
+Several names may be given at once; the co-editing benchmarks then share one local stack.
+"""
 
 from __future__ import annotations
 
+import argparse
 import platform
+import signal
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
 from . import imports
 
+NAMES = ("imports", "collab-latency", "collab-calls", "cost", "collab-open")
 
-def main() -> None:
-    print(f"<!-- python {platform.python_version()} on {platform.machine()}, {sys.platform} -->")
-    print("## Cold start: handler import time\n")
-    print(imports.main())
+
+def _section(title: str, body: str, started: float, command: str) -> None:
+    print(f"## {title}\n")
+    print(f"`{command}` ({time.monotonic() - started:.0f} s)\n")
+    print(body)
+    print(flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="name",
+                        help=f"benchmarks to run, of {', '.join(NAMES)} (default: all)")
+    parser.add_argument("--history", default="",
+                        help="collab-open: comma-separated history lengths (default 100,1000,10000)")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in NAMES]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)} (choose from {', '.join(NAMES)})")
+    chosen = [n for n in NAMES if n in (args.names or NAMES)]
+    # A SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the local stack stops its moto and workers.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
+
+    began = time.monotonic()
+    print(f"<!-- python {platform.python_version()} on {platform.machine()}, {sys.platform} -->\n")
+    if "imports" in chosen:
+        started = time.monotonic()
+        _section("Cold start: handler import time", imports.main(), started, "python -m scripts.bench imports")
+    collab = [n for n in chosen if n != "imports"]
+    if collab:
+        _run_collab(collab, args.history)
+    print(f"<!-- total {time.monotonic() - began:.0f} s -->")
+
+
+def _run_collab(chosen: list[str], history: str) -> None:
+    from . import collab_calls, collab_latency, collab_open, cost
+
+    calls: list[collab_calls.PeerResult] | None = None
+    lengths = tuple(int(x) for x in history.split(",") if x.strip()) or collab_open.HISTORY_LENGTHS
+    with collab_calls.bench_stack() as stack:
+        steps: dict[str, tuple[str, Callable[[], str]]] = {
+            "collab-latency": ("Co-editing: edit → peer latency, ours against the reference Yjs servers",
+                               lambda: collab_latency.report(collab_latency.run(stack))),
+            "collab-calls": ("Co-editing: AWS calls per relayed edit and per document open", lambda: _calls()),
+            "cost": ("Co-editing: estimated AWS cost per 1,000,000 edits",
+                     lambda: cost.report(*cost.run(stack, calls))),
+            "collab-open": ("Co-editing: document open cost against history length",
+                            lambda: collab_open.report(collab_open.run(stack, lengths))),
+        }
+
+        def _calls() -> str:
+            nonlocal calls
+            calls = collab_calls.run(stack)
+            return collab_calls.report(calls)
+
+        for name in chosen:
+            title, step = steps[name]
+            started = time.monotonic()
+            command = f"python -m scripts.bench {name}"
+            if name == "collab-open" and history:
+                command += f" --history {history}"
+            body: Any = step()
+            _section(title, body, started, command)
 
 
 if __name__ == "__main__":

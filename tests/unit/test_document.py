@@ -36,3 +36,20 @@ def test_meta_update_is_an_edit_not_a_rebuild() -> None:
     client.apply_update(update)
     assert str(client.get("content", type=Text)) == "x" * 1000  # nothing duplicated
     assert document.meta_update(server, {"title": "new"}) is None  # no-op change, no update
+
+
+def test_load_survives_updates_in_any_order() -> None:
+    """Stored updates come back in key (hash) order; pycrdt applying them one by one out of causal
+    order loses content, so load() must merge them first."""
+    import random
+
+    rng = random.Random(3)
+    writer = Doc()
+    text = writer.get("content", type=Text)
+    updates = []
+    for _ in range(400):
+        before = writer.get_state()
+        text.insert(rng.randint(0, len(text)), rng.choice("abc"))
+        updates.append(writer.get_update(before))
+    rng.shuffle(updates)
+    assert document.markdown_of(document.load(updates)) == str(text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pycrdt import Doc, Map, Text
+from pycrdt import Doc, Map, Text, merge_updates
 
 CONTENT = "content"
 META = "meta"
@@ -31,12 +31,20 @@ def new_document(markdown: str, meta: Mapping[str, Any]) -> bytes:
 
 
 def load(updates: Iterable[bytes]) -> Doc:
-    """A document built from a snapshot and any number of updates (order does not matter)."""
+    """A document built from a snapshot and any number of updates, in any order.
+
+    The updates are merged first and applied once: pycrdt 0.14 (yrs) applying updates one by one
+    out of causal order loses content (1,000 shuffled keystrokes with mid-text inserts gave 125
+    characters; merged, 1,000), and stored updates come back in key order, not causal order.
+    """
+    parts = list(updates)
     doc: Doc[Any] = Doc()
     doc.get(CONTENT, type=Text)
     doc.get(META, type=Map)
-    for update in updates:
-        doc.apply_update(update)
+    if len(parts) == 1:
+        doc.apply_update(parts[0])
+    elif parts:
+        doc.apply_update(merge_updates(*parts))
     return doc
 
 
