@@ -54,8 +54,7 @@ def test_two_editors_typing_at_once_converge(client_factory: Factory, alice: Api
 def test_a_late_joiner_gets_everything(client_factory: Factory, prd: dict[str, Any]) -> None:
     a = client_factory("alice")
     a.append("Written before anyone else came.\n")
-    a.wait_until(lambda: len(a.acks) >= 0 and a.frames_received > 0)
-    time.sleep(0.5)
+    a.flush()  # stored before the joiner arrives
     late = client_factory("carol")  # a viewer may read
     assert late.content() == a.content()
     assert "Written before anyone else came." in late.content()
@@ -205,7 +204,10 @@ def test_concurrent_writers_racing_compaction_lose_nothing(client_factory: Facto
     for t in threads:
         t.join()
     expected = {f"w{k}-{i}" for k in range(4) for i in range(30)}
-    writers[0].wait_until(lambda: expected <= set(writers[0].content().split()), timeout=60, what="every word")
+    for writer in writers:
+        writer.flush(timeout=60)  # every update acknowledged, i.e. durably stored
+    for writer in writers:
+        writer.wait_until(lambda w=writer: expected <= set(w.content().split()), timeout=60, what="every word")
     stop.set()
     compactor.join(timeout=30)
     words = server_markdown(alice, prd["id"]).split()

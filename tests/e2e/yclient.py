@@ -52,6 +52,8 @@ class YClient:
         self._reader: threading.Thread | None = None
         self._assembler = ChunkAssembler()
         self._awareness_clock = 0
+        self._unacked: dict[str, bytes] = {}  # id -> message, until the server acknowledges it
+        self._next_id = 0
         self._subscription = self.doc.observe(self._on_local_change)
 
     # ------------------------------------------------------------------ connection
@@ -120,13 +122,37 @@ class YClient:
             return
         update = event.update
         if update and update != b"\x00\x00":
-            self._send(encode_message(SyncUpdate(update)))
+            self._send_tracked(encode_message(SyncUpdate(update)))
 
-    def _send(self, message: bytes) -> None:
+    def _send_tracked(self, message: bytes) -> None:
+        """Send an update with an ack id; it stays in ``_unacked`` until the server stores it."""
+        with self.lock:
+            self._next_id += 1
+            ack_id = f"{self.name}-{self._next_id}"
+            self._unacked[ack_id] = message
+        self._send(message, ack_id=ack_id)
+
+    def flush(self, timeout: float = 30, resend_after: float = 3) -> None:
+        """Wait until every update is acknowledged, resending any that is not (as a provider does:
+        an invocation that fails or times out in the server is not retried by API Gateway)."""
+        deadline = time.monotonic() + timeout
+        last_send = time.monotonic()
+        while self._unacked:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {len(self._unacked)} updates never acknowledged")
+            if time.monotonic() - last_send > resend_after:
+                for ack_id, message in list(self._unacked.items()):
+                    self._send(message, ack_id=ack_id)
+                last_send = time.monotonic()
+            time.sleep(0.05)
+
+    def _send(self, message: bytes, *, ack_id: str | None = None) -> None:
         if self._ws is None:
             return  # offline: the next connect's sync exchange uploads what was missed
         try:
             for frame in encode_frames(message):
+                if ack_id is not None:
+                    frame = json.dumps({**json.loads(frame), "id": ack_id})
                 self._ws.send(frame)
         except ConnectionClosed:
             self._ws = None
@@ -149,6 +175,8 @@ class YClient:
             return
         if frame.action == "ack":
             self.acks.append(frame.fields.get("id"))
+            with self.lock:
+                self._unacked.pop(str(frame.fields.get("id")), None)
             return
         if frame.action == "notice":
             self.notices.append(dict(frame.fields))
