@@ -6,6 +6,6 @@ from prdtool.collab.socket import route
 from prdtool.observability import lambda_entry
 
 
-@lambda_entry(flush_metrics=False)
+@lambda_entry()
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return route(event)

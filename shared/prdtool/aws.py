@@ -31,6 +31,7 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
         connect_timeout=3,
         read_timeout=10,
         tcp_keepalive=True,
+        max_pool_connections=32,  # above the fan-out thread pool (16), so posts reuse connections
     )
     return _session().client(
         service,

@@ -168,7 +168,11 @@ def read(prd_id: str) -> StoredDoc:
         origins: list[str] = []
         blobs: list[str] = []
         last_at = 0
-        for item in DocItem.query(prd_id, DocItem.sk.startswith(UPDATE_PREFIX), consistent_read=True):
+        # Arrival order (created_at) is close to causal order, which keeps merging cheap; keys
+        # are content hashes, so the query's own order is random.
+        items = sorted(DocItem.query(prd_id, DocItem.sk.startswith(UPDATE_PREFIX), consistent_read=True),
+                       key=lambda i: int(i.created_at or 0))
+        for item in items:
             update_sks.append(item.sk)
             origins.append(item.origin or "")
             last_at = max(last_at, int(item.created_at or 0))
