@@ -7,7 +7,6 @@ all of them into the app whose OpenAPI document is the API reference.  Every err
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -118,7 +117,3 @@ def lambda_handler(*routers: APIRouter) -> Callable[[dict[str, Any], Any], dict[
 
     return Mangum(create_app(*routers), lifespan="off")  # type: ignore[return-value]
 
-
-def decode_body(event: dict[str, Any]) -> bytes:
-    body = event.get("body") or ""
-    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
