@@ -26,5 +26,16 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(socket.socket, "connect", guard)
     yield
 
+@pytest.fixture
+def mangum_loop() -> Iterator[None]:
+    """Mangum asks asyncio for the thread's loop, as in Lambda; earlier tests may have unset it."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
+
 # Fixtures shared by the integration and end-to-end suites (the local stack, logged-in users).
 pytest_plugins = ["tests.integration.fixtures"]

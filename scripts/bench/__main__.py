@@ -7,6 +7,9 @@
     python -m scripts.bench collab-open --history 30000   # a long history (~2 min; 100000: > 25 min)
     python -m scripts.bench collab-latency     # edit -> peer latency, ours against the reference servers
     python -m scripts.bench cost               # $ per 1M edits (measures collab-calls first)
+    python -m scripts.bench security           # authorizer per token, rate-limit calls, audit overhead
+    python -m scripts.bench audit              # audit record() per request and writer throughput (local stack)
+    python -m scripts.bench web-latency        # keystroke -> peer browser latency, time to interactive editor
 
 Several names may be given at once; the co-editing benchmarks then share one local stack.
 """
@@ -23,7 +26,7 @@ from typing import Any
 
 from . import imports
 
-NAMES = ("imports", "collab-latency", "collab-calls", "cost", "collab-open")
+NAMES = ("imports", "security", "audit", "web-latency", "collab-latency", "collab-calls", "cost", "collab-open")
 
 
 def _section(title: str, body: str, started: float, command: str) -> None:
@@ -53,19 +56,29 @@ def main(argv: list[str] | None = None) -> None:
     if "imports" in chosen:
         started = time.monotonic()
         _section("Cold start: handler import time", imports.main(), started, "python -m scripts.bench imports")
-    collab = [n for n in chosen if n != "imports"]
+    if "security" in chosen:
+        from . import security
+
+        started = time.monotonic()
+        _section("Security: authorizer, rate limiting, audit", security.main(), started,
+                 "python -m scripts.bench security")
+    collab = [n for n in chosen if n not in ("imports", "security")]
     if collab:
         _run_collab(collab, args.history)
     print(f"<!-- total {time.monotonic() - began:.0f} s -->")
 
 
 def _run_collab(chosen: list[str], history: str) -> None:
-    from . import collab_calls, collab_latency, collab_open, cost
+    from . import audit, collab_calls, collab_latency, collab_open, cost, web_latency
 
     calls: list[collab_calls.PeerResult] | None = None
     lengths = tuple(int(x) for x in history.split(",") if x.strip()) or collab_open.HISTORY_LENGTHS
     with collab_calls.bench_stack() as stack:
         steps: dict[str, tuple[str, Callable[[], str]]] = {
+            "audit": ("Audit trail: overhead per request and writer throughput",
+                      lambda: audit.report(audit.run(stack))),
+            "web-latency": ("Web client: keystroke → peer browser latency and time to interactive",
+                            lambda: web_latency.report(web_latency.run(stack))),
             "collab-latency": ("Co-editing: edit → peer latency, ours against the reference Yjs servers",
                                lambda: collab_latency.report(collab_latency.run(stack))),
             "collab-calls": ("Co-editing: AWS calls per relayed edit and per document open", lambda: _calls()),

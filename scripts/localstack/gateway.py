@@ -400,13 +400,15 @@ class Gateway:
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on an already bound socket (see :func:`listen_socket`)."""
-        app = web.Application(client_max_size=HTTP_BODY_LIMIT)
+        # API Gateway accepts a request line and header values of up to 10,240 bytes (HTTP API quota).
+        app = web.Application(client_max_size=HTTP_BODY_LIMIT,
+                              handler_args={"max_line_size": 10_240, "max_field_size": 10_240})
         app.router.add_get("/ws", self._handle_websocket)
         for prefix in ("", "/{stage}"):
             app.router.add_route("*", prefix + "/@connections/{connection_id}", self._handle_connections)
         app.router.add_get("/_local/manifest", self._handle_manifest)
         app.router.add_post("/_local/schedules/{name}/run", self._handle_run_schedule)
-        app.router.add_route("*", "/{tail:.*}", self._handle_http)
+        app.router.add_route("*", "/{tail:[\\s\\S]*}", self._handle_http)  # newlines too (%0A)
         app.on_shutdown.append(self._close_websockets)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()

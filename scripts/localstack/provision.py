@@ -963,6 +963,22 @@ def _identified(resource_type: str, attribute: str) -> Callable[[_Stack, str, di
     return record
 
 
+def _cloudfront(resource_type: str, **attributes: str) -> Callable[[_Stack, str, dict[str, Any]], PhysicalResource]:
+    """A recorder for CloudFront resources: the local gateway serves the web client itself.
+
+    ``attributes`` maps a ``GetAtt`` name to a format of the recorded id (e.g. the domain name).
+    """
+
+    def record(stack: _Stack, logical_id: str, properties: dict[str, Any]) -> PhysicalResource:
+        resource_id = stack.stable_id(logical_id).upper()
+        stack.record(logical_id, resource_type, "recorded", resource_id)
+        return PhysicalResource(resource_type, resource_id,
+                                {name: fmt.format(id=resource_id, account=stack.account_id)
+                                 for name, fmt in attributes.items()})
+
+    return record
+
+
 @dataclass(frozen=True)
 class _Handler:
     """How one resource type is provisioned.
@@ -997,6 +1013,13 @@ _HANDLERS: Final[Mapping[str, _Handler]] = {
     ),
     "AWS::Lambda::LayerVersion": _Handler(_lambda_layer, inputs=("LayerName", "Content")),
     "AWS::Lambda::Permission": _Handler(_identified("AWS::Lambda::Permission", "Id"), inputs=()),
+    "AWS::CloudFront::Distribution": _Handler(
+        _cloudfront("AWS::CloudFront::Distribution", Id="{id}", DomainName="{id}.cloudfront.net"), inputs=()),
+    "AWS::CloudFront::OriginAccessControl": _Handler(
+        _cloudfront("AWS::CloudFront::OriginAccessControl", Id="{id}"), inputs=()),
+    "AWS::CloudFront::Function": _Handler(
+        _cloudfront("AWS::CloudFront::Function",
+                    FunctionARN="arn:aws:cloudfront::{account}:function/{id}"), inputs=()),
     "AWS::Lambda::EventSourceMapping": _Handler(_identified("AWS::Lambda::EventSourceMapping", "Id"), inputs=()),
     "AWS::IAM::Role": _Handler(_iam_role, inputs=("RoleName", "Path")),
     "AWS::IAM::Policy": _Handler(_identified("AWS::IAM::Policy", "Id"), inputs=()),

@@ -180,7 +180,7 @@ def _check_port_free(port: int) -> bool:
 
 
 class MotoServer:
-    """``python -m moto.server`` as a subprocess, with the tail of its output kept for errors.
+    """moto's server (``moto_main.py``) as a subprocess, with the tail of its output kept for errors.
 
     Port 0 picks a free port.  Also used by tests that need moto without the rest of the stack.
     """
@@ -189,7 +189,8 @@ class MotoServer:
         port = port or _reserve_free_port()
         self.url = f"http://{HOST}:{port}"
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+            # moto.server, with S3 conditional puts made atomic as in AWS (see moto_main.py).
+            [sys.executable, str(Path(__file__).with_name("moto_main.py")), "-H", HOST, "-p", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -243,8 +244,11 @@ class LocalStack:
         state_dir: Path | None = None,
         seed: bool = True,
         settings: RuntimeSettings | None = None,
+        function_env: Mapping[str, str] | None = None,
     ) -> None:
         self.repo_root = repo_root.resolve()
+        # Extra environment for every function, on top of the template's (tests: other limits).
+        self.function_env = dict(function_env or {})
         self.port = port
         self.moto_port = moto_port
         self.state_dir = state_dir
@@ -347,6 +351,7 @@ class LocalStack:
         pool_id = next(iter(manifest["user_pools"].values()), None)
         if pool_id is not None:
             overrides["AUTH_JWKS_URL"] = f"{self.moto_url}/{pool_id}/.well-known/jwks.json"
+        overrides.update(self.function_env)
         return overrides
 
     async def _autosave_forever(self) -> None:

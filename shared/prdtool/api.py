@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from .audit.routes import router as audit_router
 from .auth.routes import router as auth_router
 from .health.routes import router as health_router
 from .http import create_app
 from .prds.routes import router as prds_router
 
-ROUTERS = (auth_router, prds_router, health_router)
+ROUTERS = (auth_router, prds_router, health_router, audit_router)
 
 
 def full_app() -> FastAPI:

@@ -7,12 +7,15 @@ all of them into the app whose OpenAPI document is the API reference.  Every err
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
@@ -45,9 +48,14 @@ def _aws_event(request: Request) -> dict[str, Any]:
     return request.scope.get("aws.event") or {}
 
 
+def _authorizer_context(request: Request) -> dict[str, Any]:
+    context = ((_aws_event(request).get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
+    return context if isinstance(context, dict) else {}
+
+
 def current_principal(request: Request) -> Principal:
     """FastAPI dependency: the caller verified by the authorizer, or a JSON 401 saying why not."""
-    context = ((_aws_event(request).get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
+    context = _authorizer_context(request)
     principal = Principal.from_context(context)
     if principal is None:
         raise Unauthenticated(
@@ -91,24 +99,140 @@ def create_app(*routers: APIRouter, title: str = "PRD Tool API") -> FastAPI:
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        limit = get_settings().max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            return error_response(413, PayloadTooLarge.code, f"the request body exceeds {limit} bytes")
-        body = _aws_event(request).get("body")
-        if isinstance(body, str):
-            size = len(body) * 3 // 4 if _aws_event(request).get("isBase64Encoded") else len(body.encode())
-            if size > limit:
-                return error_response(413, PayloadTooLarge.code, f"the request body exceeds {limit} bytes")
-        try:
-            return await call_next(request)
-        except Exception:  # the last line of defence: log it, never leak it
-            logger.exception("unhandled error", extra={"path": request.url.path})
-            return error_response(500, "internal_error", "something went wrong on our side; it has been logged")
+        started = time.perf_counter()
+        principal = Principal.from_context(_authorizer_context(request))
+        decision = None
+        if request.method != "OPTIONS":
+            decision = await run_in_threadpool(_rate_limit, principal, request)
+        if decision is not None and not decision.allowed:
+            response: Response = error_response(
+                429, "rate_limited",
+                f"too many requests: the {decision.window} limit is {decision.limit}; "
+                f"retry in {decision.retry_after} s")
+        else:
+            response = await _serve(request, call_next)
+        if decision is not None:
+            response.headers.update(decision.headers())
+        response.headers.update(_SECURITY_HEADERS)
+        # Refused by the rate limit: counted (RateLimited), not audited, or a flood would flood the trail.
+        if request.method in _STATE_CHANGING and response.status_code != 429:
+            await run_in_threadpool(_audit, request, response, principal, started)
+        return response
 
     for router in routers:
         app.include_router(router)
     return app
+
+
+_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The API answers JSON only: nothing to sniff, frame, cache in shared caches or run as a page.
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+_AUDIT_BODY_BYTES = 4096  # larger bodies are summarised (field names and size) in the audit trail
+
+
+async def _serve(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    limit = get_settings().max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return error_response(413, PayloadTooLarge.code, f"the request body exceeds {limit} bytes")
+    body = _aws_event(request).get("body")
+    if isinstance(body, str):
+        size = len(body) * 3 // 4 if _aws_event(request).get("isBase64Encoded") else len(body.encode())
+        if size > limit:
+            return error_response(413, PayloadTooLarge.code, f"the request body exceeds {limit} bytes")
+    try:
+        return await call_next(request)
+    except Exception:  # the last line of defence: log it, never leak it
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return error_response(500, "internal_error", "something went wrong on our side; it has been logged")
+
+
+def rate_limit_subject(principal: Principal | None, request: Request) -> tuple[str, str]:
+    """Whose budget a request spends, and its plan: the API key, else the user, else the IP."""
+    if principal is not None and principal.api_key_id:
+        return f"key#{principal.api_key_id}", principal.plan
+    if principal is not None:
+        return f"user#{principal.username}", principal.plan
+    return f"ip#{client_ip(request)}", ""
+
+
+def _rate_limit(principal: Principal | None, request: Request) -> Any:
+    from .auth.ratelimit import limiter
+
+    subject, plan = rate_limit_subject(principal, request)
+    return limiter().hit(subject, plan)
+
+
+def _audit(request: Request, response: Response, principal: Principal | None, started: float) -> None:
+    """Record a state-changing request in the audit trail (never fails the request)."""
+    try:
+        from .audit.recorder import AuditEntry, record
+        from .ids import ulid
+
+        event = _aws_event(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", None) or "(no route)"
+        state = request.scope.get("state") or {}
+        entry = AuditEntry(
+            id=ulid(),
+            at=int(time.time() * 1000),
+            actor=str(state.get("audit_actor") or (principal.username if principal else "anonymous")),
+            action=f"{request.method} {template}",
+            resource=str(state.get("audit_resource") or _resource_of(request)),
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000),
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent", "")[:512],
+            path=request.url.path[:1024],
+            request_id=str((event.get("requestContext") or {}).get("requestId") or ""),
+            channel="http",
+            changes=_changes(event, principal),
+        )
+        record(entry)
+    except Exception:
+        logger.exception("could not build an audit entry", extra={"path": request.url.path})
+
+
+def _resource_of(request: Request) -> str:
+    params = request.scope.get("path_params") or {}
+    path = request.url.path
+    if path.startswith("/api/prds/") and params.get("id"):
+        return f"prd/{params['id']}"
+    if params.get("key_id"):
+        return f"apikey/{params['key_id']}"
+    if path.startswith("/api/auth/users/") and params.get("username"):
+        return f"user/{params['username']}"
+    if path.startswith("/api/auth"):
+        return "auth"
+    return ""
+
+
+def _changes(event: dict[str, Any], principal: Principal | None) -> dict[str, Any] | None:
+    """The request body as the audit trail keeps it (secrets are redacted by the recorder)."""
+    changes: dict[str, Any] = {}
+    body = event.get("body")
+    if isinstance(body, str) and body and not event.get("isBase64Encoded"):
+        if len(body) > _AUDIT_BODY_BYTES:
+            try:
+                parsed = json.loads(body)
+                changes["fields"] = sorted(parsed) if isinstance(parsed, dict) else []
+            except ValueError:
+                pass
+            changes["bytes"] = len(body)
+        else:
+            try:
+                parsed = json.loads(body)
+                changes.update(parsed if isinstance(parsed, dict) else {"body": parsed})
+            except ValueError:
+                changes["unparsed_bytes"] = len(body)
+    if principal is not None and principal.api_key_id:
+        changes["via"] = f"apikey:{principal.api_key_id}"
+    return changes or None
 
 
 def lambda_handler(*routers: APIRouter) -> Callable[[dict[str, Any], Any], dict[str, Any]]:

@@ -41,10 +41,16 @@ class Settings:
     docs_table: str = "prdtool-docs"
     connections_table: str = "prdtool-connections"
     revocations_table: str = "prdtool-revocations"
+    api_keys_table: str = "prdtool-api-keys"
+    rate_limits_table: str = "prdtool-rate-limits"
     documents_bucket: str = "prdtool-documents"
     event_bus_name: str = "prdtool"
     doc_write_queue_url: str = ""
     audit_queue_url: str = ""
+    audit_bucket: str = "prdtool-audit"
+    audit_index_table: str = "prdtool-audit-index"
+    # Audit index items expire (TTL) after this many days; AuditBucket's lifecycle matches it.
+    audit_retention_days: int = 400
 
     user_pool_id: str = ""
     user_pool_client_id: str = ""
@@ -62,6 +68,16 @@ class Settings:
     public_ws_url: str = ""
 
     max_body_bytes: int = 2 * 1024 * 1024
+
+    # Rate limits per minute/hour/day ("100/1000/10000"), keyed by API key, else user, else IP.
+    rate_limits: str = "100/1000/10000"
+    # Other plans, as JSON {"pro": "1000/10000/100000"}; a user's plan is their "plan-<name>" group.
+    rate_limit_plans: str = ""
+    # WebSocket frames per connection: sustained rate per second and burst (per container).
+    ws_frames_per_second: int = 30
+    ws_frame_burst: int = 120
+    # How long a WebSocket container trusts its last check of a connection's role and revocation.
+    ws_recheck_seconds: int = 5
     # Soft-deleted PRDs are purged by the daily maintenance after this many days.
     purge_after_days: int = 30
 

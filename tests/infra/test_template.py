@@ -20,6 +20,9 @@ TEMPLATE: dict[str, Any] = yaml_parse((ROOT / "template.yaml").read_text())
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 
 # Import every module that registers a model, so the registry is complete.
+import prdtool.audit.models  # noqa: E402
+import prdtool.auth.apikeys  # noqa: E402
+import prdtool.auth.ratelimit  # noqa: E402
 import prdtool.auth.revocation  # noqa: E402
 import prdtool.collab.connections  # noqa: E402
 import prdtool.collab.store  # noqa: E402

@@ -17,9 +17,17 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "demo-password"
 
 
+# The suites share one stack and log the demo users in many times from one IP, far beyond the
+# product's default 100 requests a minute; tests/security runs a stack with the real defaults.
+TEST_FUNCTION_ENV = {
+    "RATE_LIMITS": "100000/1000000/10000000",
+    "RATE_LIMIT_PLANS": '{"tiny": "3/1000/10000"}',
+}
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(ROOT, port=0, state_dir=None, seed=True) as running:
+    with LocalStack(ROOT, port=0, state_dir=None, seed=True, function_env=TEST_FUNCTION_ENV) as running:
         yield running
 
 

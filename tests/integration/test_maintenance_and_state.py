@@ -41,10 +41,19 @@ def test_daily_gc_sweeps_stale_connections_and_expired_revocations(stack: LocalS
     ddb.put_item(TableName=revocations, Item={"key": {"S": "jti#live"}, "expires_at": {"N": str(now + 3600)},
                                               "revoked_at": {"N": str(now)}})
 
+    limits = tables["RateLimitsTable"]
+    ddb.put_item(TableName=limits, Item={"key": {"S": "ip#198.51.100.1"}, "expires_at": {"N": str(now - 10)},
+                                         **{a: {"N": "1"} for a in ("m_b", "m_c", "h_b", "h_c", "d_b", "d_c")}})
+    ddb.put_item(TableName=limits, Item={"key": {"S": "ip#198.51.100.2"}, "expires_at": {"N": str(now + 3600)},
+                                         **{a: {"N": "1"} for a in ("m_b", "m_c", "h_b", "h_c", "d_b", "d_c")}})
+
     schedule = stack.manifest["schedules"][0]["name"]
     result = requests.post(f"{stack.base_url}/_local/schedules/{schedule}/run", timeout=60).json()
     assert result["outcome"] == "ok", result
     assert result["payload"]["stale_connections"] >= 2 and result["payload"]["expired_revocations"] >= 1
+    assert result["payload"]["expired_rate_limits"] >= 1
+    remaining = {i["key"]["S"] for i in ddb.scan(TableName=limits)["Items"]}
+    assert "ip#198.51.100.1" not in remaining and "ip#198.51.100.2" in remaining
 
     keys = {(i["pk"]["S"], i["sk"]["S"]) for i in ddb.scan(TableName=connections)["Items"]}
     assert ("conn#stale=", "meta") not in keys and ("conn#fresh=", "meta") in keys

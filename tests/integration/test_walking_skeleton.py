@@ -15,6 +15,7 @@ import requests
 
 from scripts.localstack.stack import LocalStack
 from tests.integration.fixtures import Api, cognito, login
+from tests.security.forge import b64, with_claims
 
 pytestmark = pytest.mark.integration
 
@@ -137,25 +138,14 @@ def test_unknown_prd_ids_are_404(alice: Api, prd_id: str) -> None:
 
 
 # ------------------------------------------------------------------ hostile input
-def _b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-def _forge(token: str, **claims: Any) -> str:
-    header, payload, signature = token.split(".")
-    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    decoded.update(claims)
-    return f"{header}.{_b64(decoded)}.{signature}"
-
-
 def test_forged_tokens_are_401(stack: LocalStack, alice: Api) -> None:
     real = alice.token
     assert real
     header = json.loads(base64.urlsafe_b64decode(real.split(".")[0] + "=="))
     forged = {
-        "alg-none": f"{_b64({'alg': 'none', 'kid': header['kid']})}.{real.split('.')[1]}.",
-        "tampered-payload": _forge(real, username="carol"),
-        "expired-claim": _forge(real, exp=1_000_000_000),
+        "alg-none": f"{b64({'alg': 'none', 'kid': header['kid']})}.{real.split('.')[1]}.",
+        "tampered-payload": with_claims(real, username="carol"),
+        "expired-claim": with_claims(real, exp=1_000_000_000),
         "wrong-signature": real[:-8] + ("A" * 8 if not real.endswith("A" * 8) else "B" * 8),
         "garbage": "definitely.not.ajwt",
     }

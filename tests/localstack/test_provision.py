@@ -267,11 +267,39 @@ def test_maintenance_runs_daily_with_its_input(manifest: Manifest) -> None:
 
 
 def test_the_write_queue_feeds_the_doc_writer(manifest: Manifest) -> None:
-    (mapping,) = manifest["event_source_mappings"]
-    assert mapping["function"] == "DocWriterFunction"
+    (mapping,) = [m for m in manifest["event_source_mappings"] if m["function"] == "DocWriterFunction"]
     assert mapping["queue_url"] == manifest["queues"]["DocWriteQueue"]
     assert mapping["queue_url"].endswith(".fifo")
     assert (mapping["batch_size"], mapping["report_batch_item_failures"], mapping["enabled"]) == (10, True, True)
+
+
+def test_the_audit_queue_feeds_the_audit_writer_in_batches(manifest: Manifest) -> None:
+    (mapping,) = [m for m in manifest["event_source_mappings"] if m["function"] == "AuditWriterFunction"]
+    assert mapping["queue_url"] == manifest["queues"]["AuditQueue"]
+    assert (mapping["batch_size"], mapping["batching_window_seconds"], mapping["report_batch_item_failures"]) == (
+        100, 5, True)
+    environment = manifest["functions"]["AuditWriterFunction"]["environment"]
+    assert environment["AUDIT_BUCKET"] == manifest["buckets"]["AuditBucket"]
+    assert environment["AUDIT_INDEX_TABLE"] == manifest["tables"]["AuditIndexTable"]
+    assert environment["AUDIT_RETENTION_DAYS"] == "400"
+
+
+def test_the_audit_bucket_is_versioned_private_encrypted_and_tiered(manifest: Manifest, moto_endpoint: str) -> None:
+    s3 = aws(moto_endpoint, "s3")
+    bucket = manifest["buckets"]["AuditBucket"]
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert encryption["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    rules = {rule["ID"]: rule for rule in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    assert rules["audit-tiering"]["Filter"] == {"Prefix": "audit/"}
+    assert rules["audit-tiering"]["Transitions"] == [{"Days": 30, "StorageClass": "STANDARD_IA"},
+                                                     {"Days": 90, "StorageClass": "GLACIER_IR"}]
+    assert rules["audit-tiering"]["Expiration"] == {"Days": 400}
+    # S3 conditional writes, which the audit writer serialises on, are honoured by moto.
+    s3.put_object(Bucket=bucket, Key="audit/probe", Body=b"1", IfNoneMatch="*")
+    with pytest.raises(s3.exceptions.ClientError, match="PreconditionFailed"):
+        s3.put_object(Bucket=bucket, Key="audit/probe", Body=b"2", IfNoneMatch="*")
 
 
 def test_provisioning_twice_is_idempotent(manifest: Manifest, moto_endpoint: str) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -51,13 +49,8 @@ handler = lambda_handler(router)
 
 
 @pytest.fixture(autouse=True)
-def event_loop_for_mangum() -> Iterator[None]:
-    """Mangum asks asyncio for the thread's loop, as in Lambda; earlier tests may have unset it."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield
-    asyncio.set_event_loop(None)
-    loop.close()
+def event_loop_for_mangum(mangum_loop: None) -> None:
+    """Every test here goes through mangum (tests/conftest.py: ``mangum_loop``)."""
 
 
 def call(method: str, path: str, body: str | None = None, **extra: Any) -> tuple[int, dict[str, Any], dict[str, Any]]:

@@ -147,3 +147,26 @@ def test_verified_claims_are_cached_but_never_past_expiry(jwks: FakeJwks) -> Non
     now[0] += 101  # the token's exp has passed on the verifier's clock: the cache may not answer
     assert v.verify(token) is not first  # re-verified (python-jose then judges exp by real time)
     assert jwks.calls == 1
+
+
+def test_a_token_issued_in_the_future_is_refused(verifier: TokenVerifier) -> None:
+    with pytest.raises(Unauthenticated, match="future"):
+        verifier.verify(sign(claims(iat=int(time.time()) + 3600)))
+    verifier.verify(sign(claims(iat=int(time.time()) + 10)))  # within the clock-skew leeway
+
+
+def test_an_expired_token_still_names_its_session_for_refresh(verifier: TokenVerifier) -> None:
+    now = int(time.time())
+    expired = sign(claims(iat=now - 7200, exp=now - 3600, auth_time=now - 9000))
+    with pytest.raises(Unauthenticated):
+        verifier.verify(expired)
+    principal = verifier.verify_ignoring_expiry(expired)
+    assert (principal.jti, principal.origin_jti) == ("jti-1", "origin-1")
+    assert principal.issued_at == now - 9000, "the session's start (auth_time) is what revoking a person compares"
+    with pytest.raises(Unauthenticated):  # everything else is still checked
+        verifier.verify_ignoring_expiry(sign(claims(exp=now - 3600), pem=OTHER_PEM))
+
+
+def test_plan_groups_name_the_rate_limit_plan(verifier: TokenVerifier) -> None:
+    principal = verifier.verify(sign(claims(**{"cognito:groups": ["plan-pro", "staff"]})))
+    assert principal.plan == "pro" and not principal.is_admin

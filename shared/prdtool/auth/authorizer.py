@@ -20,16 +20,36 @@ from ..errors import DomainError, Unauthenticated
 from ..observability import logger
 from .policy import Action, Role, allowed
 from .principal import Principal
-from .revocation import first_revoked, jti_key, origin_key
+from .revocation import revoked_reason
 from .tokens import verifier
+
+_REVOKED_MESSAGES = {
+    "token": "the access token has been revoked",
+    "session": "the session has ended (signed out); sign in again",
+    "user": "your access was revoked by an administrator; sign in again",
+}
 
 
 def authenticate(token: str) -> Principal:
-    """Verify ``token`` and refuse it if it (or its session) was revoked."""
+    """Verify an access token or an API key, and refuse it if it (or its session, or its user) was
+    revoked.  The deny list is read on every call: verified claims may be cached, revocations not."""
+    from . import apikeys
+
+    if apikeys.looks_like_api_key(token):
+        return apikeys.authenticate(token)  # revocation is a field of the key's record
     principal = verifier().verify(token)
-    if first_revoked([jti_key(principal.jti), origin_key(principal.origin_jti)]):
-        raise Unauthenticated("the access token has been revoked", code="token_revoked")
+    reason = revoked_reason(principal.jti, principal.origin_jti, principal.username, principal.issued_at)
+    if reason:
+        raise Unauthenticated(_REVOKED_MESSAGES[reason], code="token_revoked")
     return principal
+
+
+def credential(headers: Mapping[str, str] | None) -> str | None:
+    """The caller's credential: ``X-Api-Key``, else the bearer token (an access token or a key)."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "x-api-key" and value.strip():
+            return value.strip()
+    return bearer_token(headers)
 
 
 def bearer_token(headers: Mapping[str, str] | None) -> str | None:
@@ -44,7 +64,7 @@ def bearer_token(headers: Mapping[str, str] | None) -> str | None:
 
 def authorize_http(event: Mapping[str, Any]) -> dict[str, Any]:
     """HTTP API authorizer (payload 2.0, simple response)."""
-    token = bearer_token(event.get("headers"))
+    token = credential(event.get("headers"))
     if token is None:
         context = {"auth_error": "missing_token", "auth_message": "sign in first: no bearer token was sent"}
     else:
@@ -78,7 +98,7 @@ def authorize_websocket(
     ``role_of(prd_id, principal)`` is the PRD package's membership lookup.
     """
     query = event.get("queryStringParameters") or {}
-    token = query.get("token") or bearer_token(event.get("headers"))
+    token = query.get("token") or credential(event.get("headers"))
     if not token:
         raise WebSocketDenied("Unauthorized")
     try:
@@ -88,7 +108,7 @@ def authorize_websocket(
         raise WebSocketDenied("Unauthorized") from exc
     resource = str(event.get("methodArn", "*"))
     prd_id = str(query.get("prd") or "")
-    role = role_of(prd_id, principal) if prd_id else None
+    role = role_of(prd_id, principal) if prd_id and principal.may_reach(prd_id) else None
     if not allowed(role, Action.READ, is_admin=principal.is_admin):
         return _policy(principal.username, "Deny", resource, {})
     context = principal.to_context()

@@ -93,3 +93,14 @@ def user_exists(username: str) -> bool:
             return False
         raise DependencyFailed("the user directory is unavailable; try again shortly") from exc
     return True
+
+
+def sign_out_everywhere(username: str) -> None:
+    """Invalidate every refresh token of ``username`` at the provider (an admin revoked them)."""
+    settings = get_settings()
+    try:
+        client("cognito-idp").admin_user_global_sign_out(UserPoolId=settings.user_pool_id, Username=username)
+    except Exception as exc:
+        if _error_code(exc) == "UserNotFoundException":
+            return
+        raise DependencyFailed("the identity provider is unavailable; try again shortly") from exc

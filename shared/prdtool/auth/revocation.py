@@ -21,7 +21,7 @@ from ..storage import register, table_meta
 class RevocationModel(Model):
     Meta = table_meta("revocations_table")
 
-    key = UnicodeAttribute(hash_key=True)  # "jti#<jti>" | "origin#<origin_jti>"
+    key = UnicodeAttribute(hash_key=True)  # "jti#<jti>" | "origin#<origin_jti>" | "user#<username>"
     expires_at = NumberAttribute()  # TTL attribute (epoch seconds)
     reason = UnicodeAttribute(null=True)
     revoked_at = NumberAttribute()
@@ -35,6 +35,11 @@ def origin_key(origin_jti: str) -> str:
     return f"origin#{origin_jti}"
 
 
+def user_key(username: str) -> str:
+    """A user-wide entry: every token of the user issued at or before ``revoked_at`` is refused."""
+    return f"user#{username}"
+
+
 def revoke(keys: Iterable[str], *, expires_at: int, reason: str) -> None:
     """Deny every token matching one of ``keys`` until ``expires_at`` (plus a safety margin)."""
     now = int(time.time())
@@ -45,13 +50,20 @@ def revoke(keys: Iterable[str], *, expires_at: int, reason: str) -> None:
             batch.save(RevocationModel(key=key, expires_at=ttl, reason=reason, revoked_at=now))
 
 
-def first_revoked(keys: Iterable[str]) -> str | None:
-    """The first of ``keys`` that is revoked and not yet expired, else None."""
-    wanted = [k for k in keys if k and not k.endswith("#")]
-    if not wanted:
-        return None
+def revoked_reason(jti: str, origin_jti: str, username: str, issued_at: int) -> str | None:
+    """Why a token is refused (its id, its session, or its user was revoked), else None.
+
+    One ``BatchGetItem`` for all three keys; this is the check every request and WebSocket
+    message makes, so it is never cached for long (see ``auth.authorizer``).
+    """
+    keys = [k for k in (jti_key(jti), origin_key(origin_jti), user_key(username)) if not k.endswith("#")]
     now = int(time.time())
-    for item in RevocationModel.batch_get(wanted):
-        if int(item.expires_at) > now:
-            return str(item.key)
+    for item in RevocationModel.batch_get(keys):
+        if int(item.expires_at) <= now:
+            continue
+        if str(item.key).startswith("user#"):
+            if issued_at <= int(item.revoked_at):
+                return "user"
+            continue
+        return "session" if str(item.key).startswith("origin#") else "token"
     return None

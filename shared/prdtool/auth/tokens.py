@@ -28,12 +28,13 @@ from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
 from ..errors import DependencyFailed, Unauthenticated
 from ..observability import logger
 from ..settings import Settings, get_settings
-from .principal import Principal
+from .principal import Principal, plan_of
 
 JwksFetcher = Callable[[str], dict[str, Any]]
 
 _MAX_TOKEN_CHARS = 16_384  # far above any real JWT; refuses pathological inputs before parsing
 _JWKS_REFRESH_INTERVAL = 60.0
+_LEEWAY_SECONDS = 30  # clock skew tolerated on exp, nbf and iat
 
 
 def fetch_jwks(url: str) -> dict[str, Any]:
@@ -123,7 +124,14 @@ class TokenVerifier:
             self._cache[cache_key] = (expires, principal)
         return principal
 
-    def _verify_uncached(self, token: str) -> Principal:
+    def verify_ignoring_expiry(self, token: str) -> Principal:
+        """Verify everything but ``exp`` (never cached): which session an old access token belongs to,
+        so that refreshing can revoke it even when it has already expired."""
+        if not token or len(token) > _MAX_TOKEN_CHARS:
+            raise Unauthenticated("a valid access token is required", code="invalid_token")
+        return self._verify_uncached(token, verify_exp=False)
+
+    def _verify_uncached(self, token: str, *, verify_exp: bool = True) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except JWTError as exc:
@@ -140,7 +148,9 @@ class TokenVerifier:
                 key,
                 algorithms=["RS256"],
                 issuer=self.issuer,
-                options={"verify_aud": False, "verify_at_hash": False, "leeway": 30, "require_exp": True},
+                # (python-jose turns require_exp into verify_exp: both follow ``verify_exp``.)
+                options={"verify_aud": False, "verify_at_hash": False, "leeway": _LEEWAY_SECONDS,
+                         "require_exp": verify_exp, "verify_exp": verify_exp},
             )
         except ExpiredSignatureError as exc:
             raise Unauthenticated("the access token has expired", code="token_expired") from exc
@@ -148,9 +158,15 @@ class TokenVerifier:
             raise Unauthenticated(f"the access token is not valid here: {exc}", code="invalid_token") from exc
         except JWTError as exc:
             raise Unauthenticated("the access token's signature is not valid", code="invalid_token") from exc
+        if not isinstance(claims.get("exp"), int | float):
+            raise Unauthenticated("the access token has no valid expiry", code="invalid_token")
         return self._principal(claims)
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
+        issued = claims.get("iat")
+        # python-jose checks that iat is a number, not that it is in the past.
+        if isinstance(issued, int | float) and issued > self._clock() + _LEEWAY_SECONDS:
+            raise Unauthenticated("the access token claims to be issued in the future", code="invalid_token")
         token_use = claims.get("token_use")
         if token_use is not None and token_use != "access":
             raise Unauthenticated("an access token is required, not an ID token", code="invalid_token")
@@ -170,6 +186,9 @@ class TokenVerifier:
             expires_at=int(claims["exp"]),
             groups=groups,
             is_admin=self.admin_group in groups,
+            # When the person signed in (Cognito keeps auth_time across refreshes), else when issued.
+            issued_at=int(claims.get("auth_time") or claims.get("iat") or 0),
+            plan=plan_of(groups),
         )
         logger.debug("token verified", extra={"username": principal.username})
         return principal

@@ -15,11 +15,23 @@ from typing import Any
 
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from ..storage import is_conditional_failure, register, table_meta
 
 MAX_CONNECTION_SECONDS = 2 * 3600
+
+
+class ConnectionsByUser(GlobalSecondaryIndex["ConnectionModel"]):
+    """Sparse index of the meta items: a person's open connections (to end revoked sessions)."""
+
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user_key = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
 
 
 @register
@@ -36,6 +48,11 @@ class ConnectionModel(Model):
     expires_at = NumberAttribute()  # TTL (epoch seconds)
     # Awareness client ids this connection announced, with the last clock persisted (meta item).
     awareness: MapAttribute[str, Any] = MapAttribute(null=True)
+    # Meta items only: the username (index key) and the session the connection was opened with.
+    user_key = UnicodeAttribute(null=True)
+    origin_jti = UnicodeAttribute(null=True)
+
+    by_user = ConnectionsByUser()
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,7 @@ class Connection:
     username: str
     role: str
     awareness_clients: dict[int, int] = field(default_factory=dict)
+    origin_jti: str = ""
 
 
 def _prd_pk(prd_id: str) -> str:
@@ -59,7 +77,8 @@ def register_connection(connection: Connection, *, token_expires_at: int) -> Non
                   username=connection.username, role=connection.role, connected_at=now, expires_at=expires_at)
     with ConnectionModel.batch_write() as batch:
         batch.save(ConnectionModel(pk=_prd_pk(connection.prd_id), sk=f"conn#{connection.connection_id}", **common))
-        batch.save(ConnectionModel(pk=f"conn#{connection.connection_id}", sk="meta", awareness={}, **common))
+        batch.save(ConnectionModel(pk=f"conn#{connection.connection_id}", sk="meta", awareness={},
+                                   user_key=connection.username, origin_jti=connection.origin_jti or None, **common))
 
 
 def lookup(connection_id: str) -> Connection | None:
@@ -68,7 +87,7 @@ def lookup(connection_id: str) -> Connection | None:
     except ConnectionModel.DoesNotExist:
         return None
     clients = {int(k): int(v) for k, v in (item.awareness.as_dict() if item.awareness else {}).items()}
-    return Connection(item.connection_id, item.prd_id, item.username, item.role, clients)
+    return Connection(item.connection_id, item.prd_id, item.username, item.role, clients, item.origin_jti or "")
 
 
 def remember_awareness(connection_id: str, clocks: dict[int, int]) -> None:
@@ -104,5 +123,16 @@ def of_prd(prd_id: str) -> list[Connection]:
     return [
         Connection(i.connection_id, i.prd_id, i.username, i.role)
         for i in ConnectionModel.query(_prd_pk(prd_id), consistent_read=True)
+        if int(i.expires_at) > now
+    ]
+
+
+def of_user(username: str) -> list[Connection]:
+    """A person's open connections, on every PRD (the index is eventually consistent: a connection
+    opened a moment ago may be missing, which the per-frame recheck in ``socket`` covers)."""
+    now = int(time.time())
+    return [
+        Connection(i.connection_id, i.prd_id, i.username, i.role, origin_jti=i.origin_jti or "")
+        for i in ConnectionModel.by_user.query(username)
         if int(i.expires_at) > now
     ]

@@ -8,7 +8,7 @@ of the existing shared types (see ``collab.document``), never a rebuilt document
 from __future__ import annotations
 
 from ..observability import logger
-from . import relay, store, writequeue
+from . import connections, relay, store, writequeue
 from .protocol import SyncUpdate, encode_frames, encode_message
 
 
@@ -23,3 +23,37 @@ def apply_server_update(prd_id: str, update: bytes, *, origin: str) -> None:
     except Exception:
         logger.exception("could not relay a server-side edit", extra={"prd_id": prd_id})
     writequeue.notify(prd_id)
+
+
+def end_sessions(username: str, *, origin_jti: str | None, reason: str) -> int:
+    """Close ``username``'s WebSocket connections (only those of one session, if ``origin_jti``):
+    their credentials were revoked.  Each is told why first (``notice`` ``session-ended``)."""
+    closed = 0
+    for conn in connections.of_user(username):
+        if origin_jti and conn.origin_jti and conn.origin_jti != origin_jti:
+            continue
+        try:
+            relay.close(conn.connection_id, {"action": "notice", "type": "session-ended", "reason": reason})
+            closed += 1
+        except Exception:
+            logger.exception("could not close a revoked connection", extra={"connection_id": conn.connection_id})
+    return closed
+
+
+def role_changed(prd_id: str, username: str, role: str | None) -> None:
+    """Tell ``username``'s connections to a PRD that their role changed; close them if it is gone.
+
+    The server enforces the new role by itself within ``ws_recheck_seconds``; this notice lets the
+    client switch to read-only (or leave) at once.
+    """
+    for conn in connections.of_prd(prd_id):
+        if conn.username != username:
+            continue
+        try:
+            if role is None:
+                relay.close(conn.connection_id, {"action": "notice", "type": "access-revoked", "prd": prd_id})
+            else:
+                relay.send_json(conn.connection_id, {"action": "notice", "type": "role-changed", "role": role})
+        except Exception:
+            logger.exception("could not tell a connection about its new role",
+                             extra={"connection_id": conn.connection_id})

@@ -48,6 +48,19 @@ def send_json(connection_id: str, frame: Mapping[str, Any]) -> bool:
     return send(connection_id, [json.dumps(frame, separators=(",", ":"))])
 
 
+def close(connection_id: str, notice: Mapping[str, Any] | None = None) -> None:
+    """Tell a connection why (optional), then close it; a gone connection is simply forgotten."""
+    api = _management()
+    try:
+        if notice is not None:
+            api.post_to_connection(ConnectionId=connection_id, Data=json.dumps(notice, separators=(",", ":")).encode())
+        api.delete_connection(ConnectionId=connection_id)
+    except Exception as exc:
+        if _error_code(exc) != "GoneException":
+            raise
+        connections.remove(connection_id)
+
+
 @dataclass(frozen=True)
 class Broadcast:
     sent: int

@@ -13,7 +13,13 @@ Per frame, the work is the least that keeps every promise:
   the peers that those clients left;
 - viewers and commenters may sync and announce presence, but their document updates are refused
   with an error frame, neither stored nor relayed;
-- anything malformed is answered with an error frame and changes nothing; the session goes on.
+- anything malformed is answered with an error frame and changes nothing; the session goes on;
+- every frame is held to the caller's *current* rights: the role and the deny list are rechecked at
+  most every ``ws_recheck_seconds`` per connection and container (so a demotion or a revocation
+  takes effect within seconds even if the push that closes the connection was missed), and a
+  connection sending more than ``ws_frame_burst`` frames at once or ``ws_frames_per_second`` on
+  average is answered ``rate_limited`` and its extra frames are dropped (a provider resends
+  unacknowledged updates, so nothing typed is lost).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pycrdt import Doc
 from ..auth.policy import Action, Role, allowed
 from ..auth.principal import Principal
 from ..observability import MetricUnit, logger, metrics
+from ..settings import get_settings
 from . import chunks, connections, relay, store, writequeue
 from .protocol import (
     Awareness,
@@ -93,6 +100,79 @@ class Session:
         )
 
 
+class SessionEnded(Exception):
+    """The connection's rights are gone (revoked credentials, no role any more): it was closed."""
+
+
+# connection id -> (monotonic time until which the check holds, current role or None, still valid)
+_rechecked: dict[str, tuple[float, Role | None, bool]] = {}
+# connection id -> (tokens left, monotonic time of the last refill, monotonic time of the last refusal)
+_flood: dict[str, tuple[float, float, float]] = {}
+
+
+def _current_rights(session: Session, event: Mapping[str, Any]) -> Session:
+    """The session with the caller's role as it is now (rechecked every few seconds at most).
+
+    Closes the connection and raises :class:`SessionEnded` when the credentials were revoked or
+    the caller lost all access to the PRD.
+    """
+    now = time.monotonic()
+    cached = _rechecked.get(session.connection_id)
+    if cached is not None and cached[0] > now:
+        _, role, valid = cached
+    else:
+        authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+        principal = Principal.from_context(authorizer)
+        valid = principal is not None and _credentials_valid(principal)
+        role = _member_role(session.prd_id, session.username) if valid else None
+        if len(_rechecked) > 20_000:
+            _rechecked.clear()
+        _rechecked[session.connection_id] = (now + get_settings().ws_recheck_seconds, role, valid)
+    if not valid:
+        relay.close(session.connection_id, {"action": "notice", "type": "session-ended", "reason": "revoked"})
+        raise SessionEnded
+    if role is None and not session.is_admin:
+        relay.close(session.connection_id, {"action": "notice", "type": "access-revoked", "prd": session.prd_id})
+        raise SessionEnded
+    return Session(session.connection_id, session.prd_id, session.username, role, session.is_admin)
+
+
+def _credentials_valid(principal: Principal) -> bool:
+    if principal.api_key_id:
+        from ..auth import apikeys
+
+        try:
+            apikeys.authenticate_id(principal.api_key_id)
+        except Exception:
+            return False
+        return True
+    from ..auth.revocation import revoked_reason
+
+    return revoked_reason(principal.jti, principal.origin_jti, principal.username, principal.issued_at) is None
+
+
+def _member_role(prd_id: str, username: str) -> Role | None:
+    from ..prds.access import member_role  # the PRD package's small public lookup
+
+    return member_role(prd_id, username)
+
+
+def _flooding(connection_id: str) -> tuple[bool, bool]:
+    """(over the limit, should say so): a token bucket per connection in this container."""
+    settings = get_settings()
+    now = time.monotonic()
+    tokens, last, refused_at = _flood.get(connection_id, (float(settings.ws_frame_burst), now, 0.0))
+    tokens = min(float(settings.ws_frame_burst), tokens + (now - last) * settings.ws_frames_per_second)
+    if tokens >= 1.0:
+        _flood[connection_id] = (tokens - 1.0, now, refused_at)
+        return False, False
+    tell = now - refused_at >= 1.0  # one error frame a second at most: a flood must not cost a post each
+    _flood[connection_id] = (tokens, now, now if tell else refused_at)
+    if len(_flood) > 20_000:
+        _flood.clear()
+    return True, tell
+
+
 # ----------------------------------------------------------------------------- lifecycle
 def on_connect(event: Mapping[str, Any]) -> dict[str, Any]:
     """Register the connection (the authorizer already checked the token and read access).
@@ -108,18 +188,50 @@ def on_connect(event: Mapping[str, Any]) -> dict[str, Any]:
         return {"statusCode": 401}
     connections.register_connection(
         connections.Connection(session.connection_id, session.prd_id, session.username,
-                               session.role.value if session.role else "admin"),
+                               session.role.value if session.role else "admin", origin_jti=principal.origin_jti),
         token_expires_at=principal.expires_at,
     )
+    _audit(event, "websocket.connect", session.username, session.prd_id, 200,
+           {"role": session.role.value if session.role else "admin"})
     return {"statusCode": 200}
+
+
+def _audit(event: Mapping[str, Any], action: str, actor: str, prd_id: str, status: int,
+           changes: dict[str, Any] | None) -> None:
+    """A WebSocket session event in the audit trail (never fails the connection)."""
+    try:
+        from ..audit.recorder import AuditEntry, record
+        from ..ids import ulid
+
+        ctx = event.get("requestContext") or {}
+        identity = ctx.get("identity") or {}
+        now_ms = int(time.time() * 1000)
+        connected_at = int(ctx.get("connectedAt") or now_ms)
+        record(AuditEntry(
+            id=ulid(), at=now_ms, actor=actor or "anonymous", action=action,
+            resource=f"prd/{prd_id}" if prd_id else "", status=status,
+            duration_ms=max(0, now_ms - connected_at) if action == "websocket.disconnect" else 0,
+            ip=str(identity.get("sourceIp") or ""), user_agent=str(identity.get("userAgent") or "")[:512],
+            path="/ws", request_id=str(ctx.get("requestId") or ""), channel="websocket",
+            changes={"connection": str(ctx.get("connectionId") or ""), **(changes or {})},
+        ))
+    except Exception:
+        logger.exception("could not audit a WebSocket session event")
 
 
 def on_disconnect(event: Mapping[str, Any]) -> dict[str, Any]:
     """Forget the connection and tell the peers that its presence is gone."""
-    connection_id = str((event.get("requestContext") or {})["connectionId"])
+    ctx = event.get("requestContext") or {}
+    connection_id = str(ctx["connectionId"])
     gone = connections.remove(connection_id)
+    _rechecked.pop(connection_id, None)
+    _flood.pop(connection_id, None)
     if gone is not None:
         _announce_departure(gone)
+    authorizer = ctx.get("authorizer") or {}
+    _audit(event, "websocket.disconnect", str(authorizer.get("username") or (gone.username if gone else "")),
+           str(authorizer.get("prd_id") or (gone.prd_id if gone else "")), int(ctx.get("disconnectStatusCode") or 0),
+           {"reason": str(ctx.get("disconnectReason") or "")[:200]})
     return {"statusCode": 200}
 
 
@@ -144,6 +256,18 @@ def _announce_departure(gone: connections.Connection) -> None:
 def on_message(event: Mapping[str, Any]) -> dict[str, Any]:
     session = Session.of(event)
     frame_id: Any = None
+    over, tell = _flooding(session.connection_id)
+    if over:
+        metrics.add_metric(name="FramesRateLimited", unit=MetricUnit.Count, value=1)
+        if tell:
+            relay.send_json(session.connection_id, {
+                "action": "error", "code": "rate_limited",
+                "message": "too many frames; slow down (unacknowledged updates must be resent)"})
+        return {"statusCode": 200}
+    try:
+        session = _current_rights(session, event)
+    except SessionEnded:
+        return {"statusCode": 200}
     try:
         frame = parse_frame(event.get("body") or "")
         frame_id = frame.fields.get("id")

@@ -40,8 +40,17 @@ def _checks(s: Settings) -> list[Check]:
         for label, name in (("prds", s.prds_table), ("members", s.members_table), ("docs", s.docs_table),
                             ("connections", s.connections_table), ("revocations", s.revocations_table))
     ]
+    # Not critical: without them API keys, rate limits (which fail open) or the audit trail suffer,
+    # but people can still sign in, read and edit.
+    checks += [
+        Check(f"table:{label}", False, table(name))
+        for label, name in (("api-keys", s.api_keys_table), ("rate-limits", s.rate_limits_table),
+                            ("audit-index", s.audit_index_table))
+    ]
     checks.append(Check("bucket:documents", False,
                         lambda: client("s3").list_objects_v2(Bucket=s.documents_bucket, MaxKeys=1)))
+    checks.append(Check("bucket:audit", False,
+                        lambda: client("s3").list_objects_v2(Bucket=s.audit_bucket, MaxKeys=1)))
     for label, url in (("doc-write", s.doc_write_queue_url), ("audit", s.audit_queue_url)):
         if url:
             checks.append(Check(f"queue:{label}", False, queue(url)))

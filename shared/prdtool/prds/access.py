@@ -49,8 +49,10 @@ def role_of(prd_id: str, principal: Principal) -> Role | None:
 def authorize(prd_id: str, principal: Principal, action: Action) -> tuple[PrdModel, Role | None]:
     """Check the policy for ``action`` and return the live PRD with the caller's role.
 
-    The role is looked up first, so a caller with no role gets 404 without the PRD being read.
+    The role is looked up first, so a caller with no role gets 404 without the PRD being read.  An
+    API key limited to other PRDs has no role here at all.
     """
-    role = member_role(prd_id, principal.username) if is_ulid(prd_id) else None
+    reachable = is_ulid(prd_id) and principal.may_reach(prd_id)
+    role = member_role(prd_id, principal.username) if reachable else None
     require(role, action, is_admin=principal.is_admin)
     return load_prd(prd_id), role

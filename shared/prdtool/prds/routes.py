@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..auth.principal import Principal
@@ -45,8 +45,10 @@ def list_templates() -> list[dict[str, Any]]:
 
 
 @router.post("/prds", status_code=201, summary="Create a PRD (blank, from a template, or from Markdown)")
-def create_prd(body: CreatePrd, caller: Caller) -> dict[str, Any]:
-    return service.create_prd(caller, title=body.title, template=body.template, markdown=body.markdown)
+def create_prd(body: CreatePrd, caller: Caller, request: Request) -> dict[str, Any]:
+    created = service.create_prd(caller, title=body.title, template=body.template, markdown=body.markdown)
+    request.state.audit_resource = f"prd/{created['id']}"  # so its owner finds the creation
+    return created
 
 
 @router.get("/prds", summary="The PRDs the caller can read, most recently changed first")

@@ -21,8 +21,9 @@ from ..auth import provider
 from ..auth.policy import Action, Role
 from ..auth.principal import Principal
 from ..collab import document, live, store
-from ..errors import Conflict, NotFound, Unprocessable
+from ..errors import Conflict, Forbidden, NotFound, Unprocessable
 from ..ids import ulid
+from ..observability import logger
 from ..settings import get_settings
 from ..storage import connection
 from . import templates
@@ -70,6 +71,9 @@ def _transact(conn: Connection) -> TransactWrite:
 def create_prd(principal: Principal, *, title: str, template: str = "blank",
                markdown: str | None = None) -> dict[str, Any]:
     """Create a PRD owned by the caller, with its Yjs document (v1.0.0 comes with versioning)."""
+    if principal.prd_scope:
+        raise Forbidden("this API key is limited to some PRDs and may not create new ones",
+                        code="api_key_scope")
     if template not in templates.TEMPLATES:
         raise Unprocessable(f"unknown template {template!r}; choose one of {sorted(templates.TEMPLATES)}")
     now = _now_ms()
@@ -96,6 +100,7 @@ def list_prds(principal: Principal, *, scope: str = "mine") -> list[dict[str, An
     """The PRDs the caller is a member of (org admins may ask for ``scope=all``)."""
     roles: dict[str, Role | None] = {
         m.prd_id: Role(m.role) for m in MemberModel.by_user.query(principal.username)
+        if principal.may_reach(m.prd_id)
     }
     prds: list[PrdModel]
     if scope == "all" and principal.is_admin:
@@ -225,7 +230,17 @@ def put_member(principal: Principal, prd_id: str, username: str, role: str) -> d
                        {"prd_id": prd_id, "username": username, "role": new_role.value,
                         "previous_role": old_role.value if old_role else None},
                        actor=principal.username)
+        if old_role is not None:
+            _tell_live_sessions(prd_id, username, new_role.value)
     return {"prd_id": prd_id, "username": username, "role": new_role.value}
+
+
+def _tell_live_sessions(prd_id: str, username: str, role: str | None) -> None:
+    """Open editors learn their new role at once (the socket enforces it within seconds anyway)."""
+    try:
+        live.role_changed(prd_id, username, role)
+    except Exception:
+        logger.exception("could not notify live sessions of a role change", extra={"prd_id": prd_id})
 
 
 def remove_member(principal: Principal, prd_id: str, username: str) -> None:
@@ -241,6 +256,7 @@ def remove_member(principal: Principal, prd_id: str, username: str) -> None:
     events.publish(events.PRD_MEMBER_CHANGED,
                    {"prd_id": prd_id, "username": username, "role": None, "previous_role": old_role.value},
                    actor=principal.username)
+    _tell_live_sessions(prd_id, username, None)
 
 
 def record_content_change(prd_id: str, *, editors: tuple[str, ...], at_ms: int, updates: int) -> bool:
