@@ -13,7 +13,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help dev reset test test-unit test-integration test-infra lint typecheck docs bench build validate deploy clean
+.PHONY: help dev reset test test-unit test-integration test-infra lint typecheck docs bench build validate deploy clean web browser test-web
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-17s %s\n", $$1, $$2}'
@@ -34,15 +34,42 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 venv: $(VENV)/.installed
 sam-venv: $(SAM_VENV)/.installed
 
-dev: $(VENV)/.installed ## Run the whole product locally on http://localhost:$(PORT) (Ctrl-C stops)
+# ---- web client (web/): npm ci from the lock file, vite build into web/dist, only when sources changed
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+CHROMIUM ?= /usr/bin/chromium
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+web/dist/.built: web/node_modules/.installed $(WEB_SOURCES)
+	cd web && npm run --silent build
+	@touch $@
+
+web: web/dist/.built ## Build the web client into web/dist (when its sources changed)
+
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the browser tests"
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y chromium
+
+browser: $(CHROMIUM)
+
+test-web: $(VENV)/.installed web browser ## Web client: typecheck, Vitest unit tests, browser tests (Chromium)
+	cd web && npx tsc --noEmit && npx vitest run
+	$(PY) -m pytest tests/browser -q
+
+dev: $(VENV)/.installed web ## Run the whole product locally on http://localhost:$(PORT) (Ctrl-C stops)
 	PORT=$(PORT) $(PY) -m scripts.localstack
 
 reset: ## Forget the local stack's saved data (the next `make dev` starts clean)
 	rm -rf .local/state
 
-test: $(VENV)/.installed $(SAM_VENV)/.installed ## Install what is needed and run every test suite
+test: $(VENV)/.installed $(SAM_VENV)/.installed web browser ## Install what is needed and run every test suite
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	cd web && npx tsc --noEmit && npx vitest run
 	$(PY) -m pytest tests -q ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 test-unit: $(VENV)/.installed ## Unit tests only (no network)
@@ -73,8 +100,9 @@ build: $(SAM_VENV)/.installed ## sam build (no Docker), then compile bytecode th
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) build
 	$(PY) -m compileall -q --invalidation-mode unchecked-hash .aws-sam/build
 
-deploy: build ## sam deploy (first time: `make deploy DEPLOY_ARGS=--guided`)
+deploy: build web ## sam deploy, then upload web/dist (first time: `make deploy DEPLOY_ARGS=--guided`)
 	$(SAM) deploy $(DEPLOY_ARGS)
+	$(PY) scripts/deploy_web.py $(DEPLOY_WEB_ARGS)
 
 clean: ## Remove build output and virtual environments
-	rm -rf .aws-sam $(VENV) $(SAM_VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf .aws-sam $(VENV) $(SAM_VENV) .pytest_cache .ruff_cache .mypy_cache web/dist web/node_modules
