@@ -145,6 +145,9 @@ export interface ProviderOptions {
   pingIntervalMs?: number
   /** Our presence is sent at most this often (default 100 ms). */
   awarenessThrottleMs?: number
+  /** A remote update that cannot be applied yet (its predecessor never arrived: a relay the server
+   * could not deliver) triggers a sync step 1 after this delay, fetching what is missing (default 1 s). */
+  gapRepairMs?: number
   random?: () => number
 }
 
@@ -173,12 +176,13 @@ export class PrdProvider extends Emitter {
   private lastAwarenessSent = 0
   private gotStep2 = false
   private sentStep2 = false
-  private readonly opts: Required<Pick<ProviderOptions, 'baseBackoffMs' | 'maxBackoffMs' | 'pingIntervalMs' | 'awarenessThrottleMs' | 'random'>> & ProviderOptions
+  private gapTimer: ReturnType<typeof setTimeout> | null = null
+  private readonly opts: Required<Pick<ProviderOptions, 'baseBackoffMs' | 'maxBackoffMs' | 'pingIntervalMs' | 'awarenessThrottleMs' | 'gapRepairMs' | 'random'>> & ProviderOptions
 
   constructor (doc: Y.Doc, opts: ProviderOptions) {
     super()
     this.doc = doc
-    this.opts = { baseBackoffMs: 250, maxBackoffMs: 10_000, pingIntervalMs: 60_000, awarenessThrottleMs: 100, random: Math.random, ...opts }
+    this.opts = { baseBackoffMs: 250, maxBackoffMs: 10_000, pingIntervalMs: 60_000, awarenessThrottleMs: 100, gapRepairMs: 1000, random: Math.random, ...opts }
     this.awareness = opts.awareness === false ? null : new awarenessProtocol.Awareness(doc)
     doc.on('update', this.onDocUpdate)
     this.awareness?.on('update', this.onAwarenessUpdate)
@@ -326,6 +330,8 @@ export class PrdProvider extends Emitter {
 
   private closed (): void {
     this.ws = null
+    if (this.gapTimer !== null) clearTimeout(this.gapTimer) // the next connection's sync covers it
+    this.gapTimer = null
     if (this.pingTimer !== null) clearInterval(this.pingTimer)
     this.pingTimer = null
     if (this.awarenessTimer !== null) clearTimeout(this.awarenessTimer)
@@ -448,6 +454,7 @@ export class PrdProvider extends Emitter {
         this.attempts = 0
         this.emit('synced')
       }
+      if (kind !== syncProtocol.messageYjsSyncStep1) this.repairGaps()
     } else if (type === MESSAGE_AWARENESS && this.awareness !== null) {
       awarenessProtocol.applyAwarenessUpdate(this.awareness, decoding.readVarUint8Array(decoder), this)
     } else if (type === MESSAGE_QUERY_AWARENESS && this.awareness?.getLocalState() != null) {
@@ -456,6 +463,24 @@ export class PrdProvider extends Emitter {
       decoding.readVarUint(decoder)
       this.emit('error-frame', { action: 'error', code: 'permission_denied', message: decoding.readVarString(decoder) })
     }
+  }
+
+  /**
+   * Relays are best effort: the server stores every update before relaying it, but a post that fails
+   * leaves this client without that update, and Yjs parks every later update of the same author as
+   * pending. When that happens, ask the server (sync step 1) for what is missing.
+   */
+  private repairGaps (): void {
+    const store = this.doc.store
+    if ((store.pendingStructs === null && store.pendingDs === null) || this.gapTimer !== null) return
+    this.gapTimer = setTimeout(() => {
+      this.gapTimer = null
+      const stillMissing = this.doc.store.pendingStructs !== null || this.doc.store.pendingDs !== null
+      if (stillMissing && this.isOpen()) {
+        this.emit('warning', new Error('missed an update: resyncing'))
+        this.send(syncMessage(e => syncProtocol.writeSyncStep1(e, this.doc)))
+      }
+    }, this.opts.gapRepairMs)
   }
 
   /** A peer's connection closed: drop its presence (the server's removal may carry a stale clock). */

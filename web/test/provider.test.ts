@@ -185,6 +185,33 @@ describe('PrdProvider', () => {
     expect(serverDoc.getText('content').toString()).toBe('typed more and more')
   })
 
+  it('fetches an update it missed (a relay that never arrived) with a sync step 1', async () => {
+    const doc = new Y.Doc()
+    const serverDoc = new Y.Doc()
+    make(doc, { gapRepairMs: 1000 })
+    await vi.advanceTimersByTimeAsync(0)
+    const socket = last()
+    socket.open()
+    let seen = serve(socket, serverDoc)
+    // Another author types twice; the server stores both, but only the second relay reaches us.
+    const author = new Y.Doc()
+    const updates: Uint8Array[] = []
+    author.on('update', (u: Uint8Array) => updates.push(u))
+    author.getText('content').insert(0, 'first ')
+    author.getText('content').insert(6, 'second')
+    updates.forEach(u => Y.applyUpdate(serverDoc, u))
+    socket.receiveMessage(encoding.encode(e => { encoding.writeVarUint(e, MESSAGE_SYNC); syncProtocol.writeUpdate(e, updates[1]) }))
+    expect(doc.getText('content').toString()).toBe('') // parked: its predecessor is missing
+    expect(socket.messages().length).toBe(seen)
+    await vi.advanceTimersByTimeAsync(1000)
+    const asked = socket.messages().slice(seen)
+    expect(asked.map(m => syncKind(m.bytes))).toEqual([[MESSAGE_SYNC, syncProtocol.messageYjsSyncStep1]])
+    seen = serve(socket, serverDoc, seen)
+    expect(doc.getText('content').toString()).toBe('first second')
+    await vi.advanceTimersByTimeAsync(5000)
+    expect(socket.messages().slice(seen).filter(m => syncKind(m.bytes)[1] === syncProtocol.messageYjsSyncStep1)).toEqual([])
+  })
+
   it('applies remote updates (also chunked) without sending them back', async () => {
     const doc = new Y.Doc()
     make(doc)
