@@ -93,7 +93,8 @@ def test_a_scripted_session_is_audited_in_order_and_tampering_is_detected(
 
     # the partition verifies; a modified object is reported, and restoring it makes it whole again
     day = chain.partition_of(start)
-    assert erin.get(f"/api/audit/verify?date={day}").json()["ok"] is True
+    verified = erin.get(f"/api/audit/verify?date={day}").json()
+    assert verified["ok"] is True, verified["problems"]
     s3 = boto3.client("s3", endpoint_url=stack.moto_url, region_name="us-east-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     bucket = stack.manifest["functions"]["AuditFunction"]["environment"]["AUDIT_BUCKET"]

@@ -468,3 +468,15 @@ def test_the_routes_apply_the_access_rules_and_map_errors(aws: Any, mangum_loop:
     assert call("/api/audit/verify", {"date": DAY}, alice)[0] == 403
     assert call("/api/audit/verify", {"date": "2026-13-45"}, admin_ctx)[0] == 400
     assert call("/api/audit/verify", {"date": "yesterday"}, admin_ctx)[0] == 422
+
+
+def test_text_with_unicode_line_separators_stays_one_entry(aws: Any) -> None:
+    """JSON with ensure_ascii=False keeps U+2028, U+0085, \\x1c... raw; they are not line breaks."""
+    from dataclasses import replace
+
+    odd = replace(entry(DAY_MS + 1), changes={"title": "a\u2028b\u2029c\x85d\x1ce\x1df\x1eg\x0bh\x0ci\rj"})
+    writer.write_entries([odd, entry(DAY_MS + 2)])
+    (stored,) = objects(aws).values()
+    assert [item["id"] for item in stored][0] == odd.id and len(stored) == 2
+    assert stored[0]["changes"] == odd.changes
+    assert not problems()

@@ -93,7 +93,9 @@ def decode(body: bytes) -> list[dict[str, Any]]:
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a gzip UTF-8 object: {exc}") from exc
     items = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also splits on U+2028, U+0085, \x1c... which JSON written
+    # with ensure_ascii=False leaves raw inside strings (a title may hold them).
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
