@@ -20,24 +20,25 @@ def _session() -> Any:
     return boto3.session.Session()
 
 
-@cache
-def client(service: str, endpoint_url: str | None = None) -> Any:
-    """A cached boto3 client for ``service`` (``endpoint_url`` overrides the settings' one)."""
+def _new_client(service: str, endpoint_url: str | None, **config: Any) -> Any:
     from botocore.config import Config
 
     settings = get_settings()
-    config = Config(
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=3,
-        read_timeout=10,
-        tcp_keepalive=True,
-        max_pool_connections=32,  # above the fan-out thread pool (16), so posts reuse connections
-    )
     return _session().client(
         service,
         region_name=settings.region,
         endpoint_url=endpoint_url or settings.aws_endpoint_url or None,
-        config=config,
+        config=Config(tcp_keepalive=True, **config),
+    )
+
+
+@cache
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """A cached boto3 client for ``service`` (``endpoint_url`` overrides the settings' one)."""
+    return _new_client(
+        service, endpoint_url,
+        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=10,
+        max_pool_connections=32,  # above the fan-out thread pool (16), so posts reuse connections
     )
 
 
@@ -45,13 +46,8 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
 def quick_client(service: str) -> Any:
     """A client for calls made on a request's path that must never hold it up for long (the audit
     record of a request): 1 s to connect, 2 s to answer, one retry."""
-    from botocore.config import Config
-
-    settings = get_settings()
-    config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=1, read_timeout=2,
-                    tcp_keepalive=True)
-    return _session().client(service, region_name=settings.region,
-                             endpoint_url=settings.aws_endpoint_url or None, config=config)
+    return _new_client(service, None, retries={"max_attempts": 2, "mode": "standard"},
+                       connect_timeout=1, read_timeout=2)
 
 
 def reset_clients() -> None:

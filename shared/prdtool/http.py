@@ -172,15 +172,12 @@ def _audit(request: Request, response: Response, principal: Principal | None, st
     """Record a state-changing request in the audit trail (never fails the request)."""
     try:
         from .audit.recorder import AuditEntry, record
-        from .ids import ulid
 
         event = _aws_event(request)
         route = request.scope.get("route")
         template = getattr(route, "path", None) or "(no route)"
         state = request.scope.get("state") or {}
-        entry = AuditEntry(
-            id=ulid(),
-            at=int(time.time() * 1000),
+        entry = AuditEntry.now(
             actor=str(state.get("audit_actor") or (principal.username if principal else "anonymous")),
             action=f"{request.method} {template}",
             resource=str(state.get("audit_resource") or _resource_of(request)),
@@ -217,19 +214,19 @@ def _changes(event: dict[str, Any], principal: Principal | None) -> dict[str, An
     changes: dict[str, Any] = {}
     body = event.get("body")
     if isinstance(body, str) and body and not event.get("isBase64Encoded"):
+        try:
+            parsed: Any = json.loads(body)
+            is_json = True
+        except ValueError:
+            parsed, is_json = None, False
         if len(body) > _AUDIT_BODY_BYTES:
-            try:
-                parsed = json.loads(body)
+            if is_json:
                 changes["fields"] = sorted(parsed) if isinstance(parsed, dict) else []
-            except ValueError:
-                pass
             changes["bytes"] = len(body)
+        elif is_json:
+            changes.update(parsed if isinstance(parsed, dict) else {"body": parsed})
         else:
-            try:
-                parsed = json.loads(body)
-                changes.update(parsed if isinstance(parsed, dict) else {"body": parsed})
-            except ValueError:
-                changes["unparsed_bytes"] = len(body)
+            changes["unparsed_bytes"] = len(body)
     if principal is not None and principal.api_key_id:
         changes["via"] = f"apikey:{principal.api_key_id}"
     return changes or None

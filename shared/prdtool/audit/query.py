@@ -21,8 +21,7 @@ from typing import Any
 from ..auth.policy import Role
 from ..auth.principal import Principal
 from ..errors import BadRequest, Forbidden, NotFound
-from ..ids import is_ulid
-from ..prds.access import member_role
+from ..prds.access import caller_role
 from .models import AuditIndexModel, day_pk, resource_pk, user_pk
 
 DEFAULT_LIMIT = 100
@@ -69,8 +68,7 @@ def authorize(caller: Principal, resource: str) -> None:
         raise Forbidden("only org admins may query the whole audit trail; a PRD's owner may pass "
                         "resource=prd/<id>", code="audit_admins_only")
     prd_id = match.group("id")
-    reachable = is_ulid(prd_id) and caller.may_reach(prd_id)  # an API key's scope, too
-    role = member_role(prd_id, caller.username) if reachable else None
+    role = caller_role(prd_id, caller)  # an API key's scope, too
     if role is None:
         raise NotFound("PRD not found")
     if role is not Role.OWNER:

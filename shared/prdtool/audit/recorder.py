@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -55,6 +56,14 @@ class AuditEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def now(cls, **fields: Any) -> AuditEntry:
+        """An entry of this moment: a fresh ULID and the current time, plus ``fields``."""
+        from ..ids import ulid
+
+        at = int(time.time() * 1000)
+        return cls(id=ulid(at), at=at, **fields)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuditEntry:

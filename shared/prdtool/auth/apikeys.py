@@ -163,11 +163,8 @@ def authenticate(key: str) -> Principal:
     stored = item.secret_hash if item is not None else _hash("")
     if not hmac.compare_digest(stored, _hash(key)) or item is None:
         raise Unauthenticated("the API key is not valid", code="invalid_api_key")
-    if item.revoked_at:
-        raise Unauthenticated("the API key has been revoked", code="api_key_revoked")
     now = time.time()
-    if item.expires_at and now >= int(item.expires_at):
-        raise Unauthenticated("the API key has expired", code="api_key_expired")
+    _ensure_live(item, now)
     _note_use(item, now)
     return Principal(
         username=item.username,
@@ -181,13 +178,19 @@ def authenticate(key: str) -> Principal:
     )
 
 
-def authenticate_id(key_id: str) -> None:
+def ensure_live(key_id: str) -> None:
     """Raise :class:`Unauthenticated` unless the key ``key_id`` is still live (an open WebSocket
     connection opened with a key rechecks it this way)."""
     item = _get(key_id)
-    if item is None or item.revoked_at:
+    if item is None:
         raise Unauthenticated("the API key has been revoked", code="api_key_revoked")
-    if item.expires_at and time.time() >= int(item.expires_at):
+    _ensure_live(item, time.time())
+
+
+def _ensure_live(item: ApiKeyModel, now: float) -> None:
+    if item.revoked_at:
+        raise Unauthenticated("the API key has been revoked", code="api_key_revoked")
+    if item.expires_at and now >= int(item.expires_at):
         raise Unauthenticated("the API key has expired", code="api_key_expired")
 
 

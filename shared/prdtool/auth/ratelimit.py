@@ -125,8 +125,9 @@ def decide(counts: dict[str, int], limits: Limits, now: float) -> Decision:
     """Turn the counts of the three windows (this request included) into a decision."""
     resets = {w: (int(now) // size + 1) * size for w, size in WINDOWS}
     exceeded = [w for w, _ in WINDOWS if counts[w] > limits.of(w)]
-    # Describe the minute window unless a longer window is what refuses the request.
-    shown = next((w for w in reversed([w for w, _ in WINDOWS]) if w in exceeded and w != "minute"), "minute")
+    # Describe the minute window unless a longer window is what refuses the request (the longest).
+    longer = [w for w in ("day", "hour") if w in exceeded]
+    shown = longer[0] if longer else "minute"
     policy = ", ".join(f"{limits.of(w)};w={size}" for w, size in WINDOWS)
     retry_after = max((resets[w] - now for w in exceeded), default=0.0)
     return Decision(

@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
+from ..errors import Unauthenticated
 from ..storage import register, table_meta
+from .principal import Principal
 
 
 @register
@@ -67,3 +69,24 @@ def revoked_reason(jti: str, origin_jti: str, username: str, issued_at: int) -> 
             continue
         return "session" if str(item.key).startswith("origin#") else "token"
     return None
+
+
+_REVOKED_MESSAGES = {
+    "token": "the access token has been revoked",
+    "session": "the session has ended (signed out); sign in again",
+    "user": "your access was revoked by an administrator; sign in again",
+}
+
+
+def ensure_not_revoked(principal: Principal) -> None:
+    """Raise :class:`Unauthenticated` if the principal's credentials were revoked since they were
+    verified: an API key by its record, a token by the deny list.  Used by the authorizer on every
+    request and by the WebSocket on its periodic recheck of an open connection."""
+    if principal.api_key_id:
+        from . import apikeys
+
+        apikeys.ensure_live(principal.api_key_id)
+        return
+    reason = revoked_reason(principal.jti, principal.origin_jti, principal.username, principal.issued_at)
+    if reason:
+        raise Unauthenticated(_REVOKED_MESSAGES[reason], code="token_revoked")

@@ -25,15 +25,25 @@ def apply_server_update(prd_id: str, update: bytes, *, origin: str) -> None:
     writequeue.notify(prd_id)
 
 
+def end_session(connection_id: str, reason: str) -> None:
+    """Close one connection whose credentials were revoked, telling it why (``session-ended``)."""
+    relay.close(connection_id, {"action": "notice", "type": "session-ended", "reason": reason})
+
+
+def end_access(connection_id: str, prd_id: str) -> None:
+    """Close one connection whose user lost all access to the PRD (``access-revoked``)."""
+    relay.close(connection_id, {"action": "notice", "type": "access-revoked", "prd": prd_id})
+
+
 def end_sessions(username: str, *, origin_jti: str | None, reason: str) -> int:
     """Close ``username``'s WebSocket connections (only those of one session, if ``origin_jti``):
-    their credentials were revoked.  Each is told why first (``notice`` ``session-ended``)."""
+    their credentials were revoked."""
     closed = 0
     for conn in connections.of_user(username):
         if origin_jti and conn.origin_jti and conn.origin_jti != origin_jti:
             continue
         try:
-            relay.close(conn.connection_id, {"action": "notice", "type": "session-ended", "reason": reason})
+            end_session(conn.connection_id, reason)
             closed += 1
         except Exception:
             logger.exception("could not close a revoked connection", extra={"connection_id": conn.connection_id})
@@ -51,7 +61,7 @@ def role_changed(prd_id: str, username: str, role: str | None) -> None:
             continue
         try:
             if role is None:
-                relay.close(conn.connection_id, {"action": "notice", "type": "access-revoked", "prd": prd_id})
+                end_access(conn.connection_id, prd_id)
             else:
                 relay.send_json(conn.connection_id, {"action": "notice", "type": "role-changed", "role": role})
         except Exception:

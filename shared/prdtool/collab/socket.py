@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pycrdt import Doc
@@ -36,7 +36,7 @@ from ..auth.policy import Action, Role, allowed
 from ..auth.principal import Principal
 from ..observability import MetricUnit, logger, metrics
 from ..settings import get_settings
-from . import chunks, connections, relay, store, writequeue
+from . import chunks, connections, live, relay, store, writequeue
 from .protocol import (
     Awareness,
     AwarenessEntry,
@@ -124,37 +124,34 @@ def _current_rights(session: Session, event: Mapping[str, Any]) -> Session:
         authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
         principal = Principal.from_context(authorizer)
         valid = principal is not None and _credentials_valid(principal)
-        role = _member_role(session.prd_id, session.username) if valid else None
+        role = _member_role(session.prd_id, principal) if principal is not None and valid else None
         if len(_rechecked) > 20_000:
             _rechecked.clear()
         _rechecked[session.connection_id] = (now + get_settings().ws_recheck_seconds, role, valid)
     if not valid:
-        relay.close(session.connection_id, {"action": "notice", "type": "session-ended", "reason": "revoked"})
+        live.end_session(session.connection_id, "revoked")
         raise SessionEnded
     if role is None and not session.is_admin:
-        relay.close(session.connection_id, {"action": "notice", "type": "access-revoked", "prd": session.prd_id})
+        live.end_access(session.connection_id, session.prd_id)
         raise SessionEnded
-    return Session(session.connection_id, session.prd_id, session.username, role, session.is_admin)
+    return replace(session, role=role)
 
 
 def _credentials_valid(principal: Principal) -> bool:
-    if principal.api_key_id:
-        from ..auth import apikeys
+    from ..auth.revocation import ensure_not_revoked
+    from ..errors import Unauthenticated
 
-        try:
-            apikeys.authenticate_id(principal.api_key_id)
-        except Exception:
-            return False
-        return True
-    from ..auth.revocation import revoked_reason
-
-    return revoked_reason(principal.jti, principal.origin_jti, principal.username, principal.issued_at) is None
+    try:
+        ensure_not_revoked(principal)
+    except Unauthenticated:
+        return False
+    return True
 
 
-def _member_role(prd_id: str, username: str) -> Role | None:
-    from ..prds.access import member_role  # the PRD package's small public lookup
+def _member_role(prd_id: str, principal: Principal) -> Role | None:
+    from ..prds.access import caller_role  # the PRD package's small public lookup
 
-    return member_role(prd_id, username)
+    return caller_role(prd_id, principal)
 
 
 def _flooding(connection_id: str) -> tuple[bool, bool]:
@@ -201,14 +198,13 @@ def _audit(event: Mapping[str, Any], action: str, actor: str, prd_id: str, statu
     """A WebSocket session event in the audit trail (never fails the connection)."""
     try:
         from ..audit.recorder import AuditEntry, record
-        from ..ids import ulid
 
         ctx = event.get("requestContext") or {}
         identity = ctx.get("identity") or {}
         now_ms = int(time.time() * 1000)
         connected_at = int(ctx.get("connectedAt") or now_ms)
-        record(AuditEntry(
-            id=ulid(), at=now_ms, actor=actor or "anonymous", action=action,
+        record(AuditEntry.now(
+            actor=actor or "anonymous", action=action,
             resource=f"prd/{prd_id}" if prd_id else "", status=status,
             duration_ms=max(0, now_ms - connected_at) if action == "websocket.disconnect" else 0,
             ip=str(identity.get("sourceIp") or ""), user_agent=str(identity.get("userAgent") or "")[:512],

@@ -32,11 +32,17 @@ def member_role(prd_id: str, username: str) -> Role | None:
         return None
 
 
+def caller_role(prd_id: str, principal: Principal) -> Role | None:
+    """The caller's role on a PRD, or None: not a member, not a PRD id, or outside the scope of the
+    API key the caller used.  (The PRD itself is not read.)"""
+    if not is_ulid(prd_id) or not principal.may_reach(prd_id):
+        return None
+    return member_role(prd_id, principal.username)
+
+
 def role_of(prd_id: str, principal: Principal) -> Role | None:
     """The caller's role on a live PRD, or None (the WebSocket authorizer asks this)."""
-    if not is_ulid(prd_id):
-        return None
-    role = member_role(prd_id, principal.username)
+    role = caller_role(prd_id, principal)
     if role is None:
         return None
     try:
@@ -52,7 +58,6 @@ def authorize(prd_id: str, principal: Principal, action: Action) -> tuple[PrdMod
     The role is looked up first, so a caller with no role gets 404 without the PRD being read.  An
     API key limited to other PRDs has no role here at all.
     """
-    reachable = is_ulid(prd_id) and principal.may_reach(prd_id)
-    role = member_role(prd_id, principal.username) if reachable else None
+    role = caller_role(prd_id, principal)
     require(role, action, is_admin=principal.is_admin)
     return load_prd(prd_id), role
