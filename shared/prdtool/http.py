@@ -7,6 +7,8 @@ all of them into the app whose OpenAPI document is the API reference.  Every err
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -153,12 +155,10 @@ async def _serve(request: Request, call_next: Callable[[Request], Awaitable[Resp
 
 
 def rate_limit_subject(principal: Principal | None, request: Request) -> tuple[str, str]:
-    """Whose budget a request spends, and its plan: the API key, else the user, else the IP."""
-    if principal is not None and principal.api_key_id:
-        return f"key#{principal.api_key_id}", principal.plan
-    if principal is not None:
-        return f"user#{principal.username}", principal.plan
-    return f"ip#{client_ip(request)}", ""
+    """Whose budget a request spends, and its plan (``prdtool.auth.ratelimit.subject_of``)."""
+    from .auth.ratelimit import subject_of
+
+    return subject_of(principal, client_ip(request))
 
 
 def _rate_limit(principal: Principal | None, request: Request) -> Any:
@@ -209,24 +209,43 @@ def _resource_of(request: Request) -> str:
     return ""
 
 
-def _changes(event: dict[str, Any], principal: Principal | None) -> dict[str, Any] | None:
-    """The request body as the audit trail keeps it (secrets are redacted by the recorder)."""
-    changes: dict[str, Any] = {}
+def _body_bytes(event: dict[str, Any]) -> bytes:
+    """The request body as the app receives it (what mangum hands to FastAPI)."""
     body = event.get("body")
-    if isinstance(body, str) and body and not event.get("isBase64Encoded"):
+    if not isinstance(body, str) or not body:
+        return b""
+    if event.get("isBase64Encoded"):
         try:
-            parsed: Any = json.loads(body)
+            return base64.b64decode(body)
+        except (binascii.Error, ValueError):
+            return b""
+    return body.encode("utf-8", "surrogatepass")
+
+
+def _changes(event: dict[str, Any], principal: Principal | None) -> dict[str, Any] | None:
+    """The request body as the audit trail keeps it (secrets are redacted by the recorder).
+
+    Decoded exactly as the API decodes a JSON body — ``json.loads`` of the raw bytes, which is what
+    Starlette's ``Request.json()`` does: RFC 8259 detection, so a UTF-8 BOM, UTF-16 or UTF-32 body
+    (text or base64 from the gateway) is read as the API read it, and a change sent that way is not
+    hidden from the trail.  Unsafe text in it (lone surrogates) is made safe by the recorder.
+    """
+    changes: dict[str, Any] = {}
+    raw = _body_bytes(event)
+    if raw:
+        try:
+            parsed: Any = json.loads(raw)
             is_json = True
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not decodable, or nested beyond the parser
             parsed, is_json = None, False
-        if len(body) > _AUDIT_BODY_BYTES:
+        if len(raw) > _AUDIT_BODY_BYTES:
             if is_json:
-                changes["fields"] = sorted(parsed) if isinstance(parsed, dict) else []
-            changes["bytes"] = len(body)
+                changes["fields"] = sorted(str(k) for k in parsed)[:50] if isinstance(parsed, dict) else []
+            changes["bytes"] = len(raw)
         elif is_json:
             changes.update(parsed if isinstance(parsed, dict) else {"body": parsed})
         else:
-            changes["unparsed_bytes"] = len(body)
+            changes["unparsed_bytes"] = len(raw)
     if principal is not None and principal.api_key_id:
         changes["via"] = f"apikey:{principal.api_key_id}"
     return changes or None

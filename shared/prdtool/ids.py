@@ -11,7 +11,8 @@ import re
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case (URL friendly)
-ULID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
+# Used with fullmatch: with re.match, "$" would also accept a trailing "\n".
+ULID_RE = re.compile(r"[0-9a-hjkmnp-tv-z]{26}")
 
 
 def ulid(at_ms: int | None = None) -> str:
@@ -26,4 +27,5 @@ def ulid(at_ms: int | None = None) -> str:
 
 
 def is_ulid(value: str) -> bool:
-    return bool(ULID_RE.match(value))
+    """True if ``value`` is exactly a lower-case ULID (nothing before or after it, not even a newline)."""
+    return ULID_RE.fullmatch(value) is not None

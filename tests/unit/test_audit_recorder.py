@@ -143,3 +143,90 @@ def test_entries_from_the_queue_are_validated() -> None:
                    {**good, "changes": ["not", "an", "object"]}):
         with pytest.raises(ValueError):
             AuditEntry.from_dict(broken)
+
+
+# ----------------------------------------------------------------------------- safe text (hardening item 1)
+def _every_string(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_every_string(k), *_every_string(v))]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in _every_string(item)]
+    return []
+
+
+def test_text_utf8_cannot_encode_is_escaped_where_the_entry_is_built() -> None:
+    """A lone surrogate is valid JSON (``"\\ud800"``) but not UTF-8: it must not reach the store raw."""
+    from prdtool.audit import chain
+
+    unsafe = entry(actor="ann\ud800", user_agent="ua\udfff", path="/api/\udc80",
+                   changes={"title\ud83d": ["\udc00", {"note": "a\ud800b", "fine": "caf\u00e9 \U0001f600"}]})
+    safe = sanitise(unsafe).to_dict()
+    for text in _every_string(safe):
+        text.encode("utf-8")  # raises UnicodeEncodeError if anything unencodable is left
+    assert safe["actor"] == "ann\\ud800" and safe["user_agent"] == "ua\\udfff" and safe["path"] == "/api/\\udc80"
+    assert safe["changes"] == {"title\\ud83d": ["\\udc00", {"note": "a\\ud800b", "fine": "caf\u00e9 \U0001f600"}]}
+    # The stored form hashes, and survives the queue (JSON) and the writer's second sanitising unchanged.
+    assert chain.entry_hash(safe) and sanitise(AuditEntry.from_dict(json.loads(json.dumps(safe)))).to_dict() == safe
+
+
+def test_canonical_and_the_chain_survive_unencodable_text_too() -> None:
+    """Defence in depth: even an entry nobody sanitised is stored, hashes and verifies."""
+    from prdtool.audit import chain
+
+    day, at = "2026-11-25", 1795599000000
+    raw = [{**entry().to_dict(), "changes": {"x\ud800": "\udfff"}, "at": at}]
+    body = chain.encode(chain.link(raw, chain.genesis(day)))
+    report = chain.check_objects(day, [(chain.object_key(day, 1), body)])
+    assert report.problems == [] and report.entries == 1
+    assert chain.decode(body)[0]["changes"] == {"x\ud800": "\udfff"}  # escaped in the bytes, exact when read
+
+
+def test_non_finite_numbers_become_text_so_the_entry_stays_standard_json() -> None:
+    """``json.loads`` (the API's parser) accepts NaN and Infinity; a JSON response refuses them."""
+    safe = sanitise(entry(changes={"n": float("nan"), "big": 1e400, "list": [float("-inf"), 1.5]}))
+    assert safe.changes == {"n": "NaN", "big": "Infinity", "list": ["-Infinity", 1.5]}
+    json.dumps(safe.to_dict(), allow_nan=False)
+
+
+def test_deeply_nested_changes_are_cut_instead_of_breaking_the_recorder() -> None:
+    deep: Any = "bottom"
+    for _ in range(1400):  # deeper than Python's recursion limit
+        deep = [deep]
+    safe = sanitise(entry(changes={"deep": deep}))
+    assert safe.changes is not None
+    depth, node = 0, safe.changes["deep"]
+    while isinstance(node, list):
+        depth, node = depth + 1, node[0]
+    assert node == "[too deep]" and depth < 64
+    json.dumps(safe.to_dict())
+
+
+def test_identity_and_context_fields_are_length_capped() -> None:
+    safe = sanitise(entry(actor="a" * 10_000, resource="prd/" + "x" * 10_000, action="POST " + "y" * 10_000,
+                          user_agent="u" * 10_000, path="/" + "p" * 10_000, ip="1" * 1000, request_id="r" * 1000))
+    assert len(safe.actor) <= 256 and len(safe.resource) <= 256 and len(safe.action) <= 256
+    assert len(safe.user_agent) <= 512 and len(safe.path) <= 1024 and len(safe.ip) <= 64
+    assert len(safe.request_id) <= 128
+    assert safe.actor.startswith("a" * 200)
+
+
+def test_an_unauthenticated_username_is_recorded_as_a_claim_not_an_identity() -> None:
+    claimed = sanitise(entry(actor="anonymous", changes={"username": "alice", "password": "hunter2-password"}))
+    assert claimed.actor == "anonymous"
+    assert claimed.changes == {"claimed_username": "alice", "password": REDACTED}
+    odd = sanitise(entry(actor="anonymous", changes={"username": "\ud800" + "m" * 500}))
+    assert odd.changes is not None and odd.changes["claimed_username"].startswith("\\ud800m")
+    assert len(odd.changes["claimed_username"]) <= 128 and "username" not in odd.changes
+    # A verified actor keeps the body as it was sent.
+    assert sanitise(entry(actor="alice", changes={"username": "alice"})).changes == {"username": "alice"}
+
+
+def test_entries_from_the_queue_need_a_ulid_a_sane_time_and_text_fields() -> None:
+    good = entry().to_dict()
+    for broken in ({**good, "id": "x" * 5000}, {**good, "id": good["id"] + "\n"}, {**good, "at": 10**20},
+                   {**good, "at": -1}, {**good, "resource": {"nested": 1}}, {**good, "ip": 7}):
+        with pytest.raises(ValueError):
+            AuditEntry.from_dict(broken)
+    assert AuditEntry.from_dict({**good, "ip": None}).ip == ""

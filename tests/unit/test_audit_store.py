@@ -480,3 +480,80 @@ def test_text_with_unicode_line_separators_stays_one_entry(aws: Any) -> None:
     assert [item["id"] for item in stored] == [odd.id, stored[1]["id"]] and len(stored) == 2
     assert stored[0]["changes"] == odd.changes
     assert not problems()
+
+
+# ----------------------------------------------------------------------------- one bad entry (hardening item 1)
+def _record(body: str | dict[str, Any], message_id: str) -> dict[str, Any]:
+    template = load("sqs-audit.json")["Records"][0]
+    return {**template, "messageId": message_id, "body": body if isinstance(body, str) else json.dumps(body)}
+
+
+def test_a_lone_surrogate_is_stored_escaped_and_holds_nothing_back(aws: Any) -> None:
+    """``{"username": "\\ud800"}`` at the login route: valid JSON, not UTF-8. Its entry and the rest land."""
+    records = load("sqs-audit.json")["Records"]
+    bad = {**json.loads(records[0]["body"]), "id": "01jd00000000000000000000s1", "actor": "anonymous",
+           "action": "POST /api/auth/login", "resource": "auth", "status": 422,
+           "changes": {"username": "\ud800", "note\udfff": ["x\ud83d"]}}
+    records.append(_record(json.dumps(bad), "surrogate"))  # json.dumps writes the surrogates as \\u escapes
+    assert writer.handle_sqs_batch(records) == {"batchItemFailures": []}
+    assert len(index_items(day_pk(DAY))) == 3
+    (stored,) = [e for e in objects(aws)[chain.object_key(DAY, 1)] if e["id"] == bad["id"]]
+    assert stored["changes"] == {"claimed_username": "\\ud800", "note\\udfff": ["x\\ud83d"]}
+    assert not problems()
+    found = query.search(query.AuditQuery(user="anonymous"))["entries"]
+    assert [e["id"] for e in found] == [bad["id"]]
+    json.dumps(found, allow_nan=False).encode("utf-8")  # what GET /api/audit sends: strict JSON, UTF-8
+
+
+def test_poison_messages_fail_alone_and_every_other_entry_is_stored(aws: Any) -> None:
+    records = load("sqs-audit.json")["Records"]
+    good = json.loads(records[0]["body"])
+    # Built by hand: json.dumps itself refuses to nest this deep.
+    deep_fields = {k: v for k, v in good.items() if k != "changes"} | {"id": "01jd00000000000000000000d1"}
+    deep = json.dumps(deep_fields)[:-1] + ', "changes": {"deep": ' + "[" * 1400 + '"x"' + "]" * 1400 + "}}"
+    poison = {
+        "not-json": "{not json",
+        "not-a-ulid": json.dumps({**good, "id": "\u00ff"}),
+        "far-future": json.dumps({**good, "id": "01jd00000000000000000000f1", "at": 10**20}),
+        "huge-id": json.dumps({**good, "id": "x" * 5000}),
+        "list": json.dumps([good]),
+    }
+    records += [_record(body, mid) for mid, body in poison.items()]
+    records.append(_record(deep, "deep-but-storable"))
+    records.append(_record({**good, "id": "01jd00000000000000000000n1", "changes": {"n": float("nan")}}, "nan"))
+    failed = {f["itemIdentifier"] for f in writer.handle_sqs_batch(records)["batchItemFailures"]}
+    assert failed == set(poison)
+    stored = {e["id"]: e for e in objects(aws)[chain.object_key(DAY, 1)]}
+    assert set(stored) == {json.loads(r["body"])["id"] for r in load("sqs-audit.json")["Records"]} | {
+        "01jd00000000000000000000d1", "01jd00000000000000000000n1"}
+    assert stored["01jd00000000000000000000n1"]["changes"] == {"n": "NaN"}
+    assert len(index_items(day_pk(DAY))) == 4 and not problems()
+    json.dumps(query.search(query.AuditQuery(since=DAY_MS), now_ms=NEXT_DAY_MS)["entries"], allow_nan=False)
+
+
+def test_an_entry_the_index_refuses_fails_alone_and_the_chain_stays_whole(
+        aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: if the index refuses one item (a ValidationException), only its message fails."""
+    from prdtool.audit import models
+
+    batch = [entry(DAY_MS + 1), entry(DAY_MS + 2, actor="mallory"), entry(DAY_MS + 3)]
+    real_user_pk = models.user_pk
+    # DynamoDB refuses partition keys over 2048 bytes: simulate a sanitiser bug for one actor.
+    monkeypatch.setattr(writer, "user_pk", lambda actor: real_user_pk(actor * (1000 if actor == "mallory" else 1)))
+    monkeypatch.setattr(writer, "check_storable", lambda entry: None)  # let it past the pre-flight
+    outcome = writer.write_entries(batch)
+    assert outcome.failed_ids == {batch[1].id} and outcome.appended == 3
+    assert [i.sk.partition("#")[2] for i in index_items(day_pk(DAY))] == [batch[0].id, batch[2].id]
+    assert verify.verify_partition(DAY)["ok"] is True
+
+
+def test_the_pre_flight_refuses_an_entry_the_index_could_not_hold(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prdtool.audit import models
+
+    real_user_pk = models.user_pk
+    monkeypatch.setattr(writer, "user_pk", lambda actor: real_user_pk(actor * (1000 if actor == "mallory" else 1)))
+    records = load("sqs-audit.json")["Records"]
+    records.append(_record({**json.loads(records[0]["body"]), "id": "01jd00000000000000000000m1",
+                            "actor": "mallory"}, "oversized-key"))
+    assert writer.handle_sqs_batch(records) == {"batchItemFailures": [{"itemIdentifier": "oversized-key"}]}
+    assert len(index_items(day_pk(DAY))) == 2 and len(objects(aws)) == 1 and not problems()

@@ -26,7 +26,8 @@ from typing import Any
 
 PREFIX = "audit/"
 SEQ_DIGITS = 10
-_KEY = re.compile(r"^audit/date=(\d{4}-\d{2}-\d{2})/(\d{" + str(SEQ_DIGITS) + r"})\.jsonl\.gz$")
+# Used with fullmatch: with re.match, "$" would also accept a key ending in "\n".
+_KEY = re.compile(r"audit/date=(\d{4}-\d{2}-\d{2})/(\d{" + str(SEQ_DIGITS) + r"})\.jsonl\.gz")
 
 
 def partition_of(at_ms: int) -> str:
@@ -51,7 +52,7 @@ def object_key(day: str, seq: int) -> str:
 
 def parse_key(key: str) -> tuple[str, int] | None:
     """``(date, seq)`` of an audit object key, or None for anything else."""
-    match = _KEY.match(key)
+    match = _KEY.fullmatch(key)
     return (match.group(1), int(match.group(2))) if match else None
 
 
@@ -61,7 +62,15 @@ def genesis(day: str) -> str:
 
 
 def canonical(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    """The canonical UTF-8 JSON of ``data``: sorted keys, no spaces, non-ASCII text kept as is.
+
+    Never raises on text UTF-8 cannot encode (a lone surrogate; the recorder escapes those, this is
+    defence in depth): ``backslashreplace`` writes it as its ``\\udXXX`` JSON escape, which is
+    valid JSON inside the string it belongs to and decodes back to the same text, so the entry
+    hashes the same when the verifier reads it back.  Text UTF-8 can encode is unaffected.
+    """
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return text.encode("utf-8", "backslashreplace")
 
 
 def entry_hash(stored: dict[str, Any]) -> str:

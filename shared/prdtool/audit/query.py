@@ -29,7 +29,7 @@ MAX_LIMIT = 1000
 # Without a resource or a user, entries are read day by day; unbounded, that is the last 30 days.
 DEFAULT_WINDOW_DAYS = 30
 MAX_WINDOW_DAYS = 400
-_PRD_RESOURCE = re.compile(r"^prd/(?P<id>[^/]+)$")
+_PRD_RESOURCE = re.compile(r"prd/(?P<id>[^/]+)")  # fullmatch: "$" would accept a trailing "\n"
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def authorize(caller: Principal, resource: str) -> None:
     """Raise unless ``caller`` may read the audit entries the query asks for."""
     if caller.is_admin:
         return
-    match = _PRD_RESOURCE.match(resource)
+    match = _PRD_RESOURCE.fullmatch(resource)
     if not match:
         raise Forbidden("only org admins may query the whole audit trail; a PRD's owner may pass "
                         "resource=prd/<id>", code="audit_admins_only")

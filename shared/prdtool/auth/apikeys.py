@@ -5,6 +5,10 @@ A key reads ``prdk_<id>_<secret>``: ``id`` (a ULID) finds the stored record with
 as its owner, never with more than the owner's roles, optionally limited to some PRDs, and never as
 an organisation administrator (an admin's automation gets no admin rights from a leaked key).
 Revoking marks the record, so the next request with the key is refused — there is no cache.
+
+Keys are managed by people: a key (scoped or not) cannot create keys, list them or revoke another
+key — only revoke itself, so a key found leaked can be retired by whoever holds it.  A leaked
+scoped key must not reveal or switch off its owner's other automation.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from ..storage import register, table_meta
 from .principal import Principal
 
 PREFIX = "prdk_"
-KEY_RE = re.compile(r"^prdk_([0-9a-hjkmnp-tv-z]{26})_([A-Za-z0-9_-]{43})$")
+# Used with fullmatch: with re.match, "$" would also accept a key followed by "\n".
+KEY_RE = re.compile(r"prdk_([0-9a-hjkmnp-tv-z]{26})_([A-Za-z0-9_-]{43})")
 MAX_KEYS_PER_USER = 50
 MAX_SCOPE = 100
 _LAST_USED_EVERY_SECONDS = 3600  # last_used_at is refreshed at most hourly per container and key
@@ -121,11 +126,18 @@ def create(owner: Principal, name: str, prds: list[str], expires_in_days: int | 
 
 
 def list_keys(owner: Principal) -> list[dict[str, Any]]:
+    """The caller's keys, newest first (never their secrets); refused to a caller using a key."""
+    if owner.via_api_key:
+        raise Forbidden("an API key cannot list API keys; sign in as a person", code="api_key_not_allowed")
     return [to_json(k) for k in ApiKeyModel.by_user.query(owner.username, scan_index_forward=False)]
 
 
 def revoke(owner: Principal, key_id: str) -> None:
-    """Revoke one of the caller's keys (an admin may revoke anybody's)."""
+    """Revoke one of the caller's keys (an admin may revoke anybody's; a key only itself)."""
+    if owner.via_api_key and key_id != owner.api_key_id:
+        # Refused before any lookup, so a key cannot tell which other key ids exist either.
+        raise Forbidden("an API key may revoke only itself; sign in as a person to manage other keys",
+                        code="api_key_not_allowed")
     item = _get(key_id)
     if item is None or (item.username != owner.username and not owner.is_admin):
         raise NotFound("API key not found")
@@ -155,7 +167,7 @@ def _get(key_id: str) -> ApiKeyModel | None:
 
 def authenticate(key: str) -> Principal:
     """The principal a key acts as, or :class:`Unauthenticated` saying why not."""
-    match = KEY_RE.match(key)
+    match = KEY_RE.fullmatch(key)
     if not match:
         raise Unauthenticated("the API key is malformed", code="invalid_api_key")
     item = _get(match.group(1))

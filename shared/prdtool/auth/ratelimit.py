@@ -1,5 +1,13 @@
 """Rate limiting (seed flow 5.1): per API key, else per user, else per client IP.
 
+Whose budget a request spends (:func:`subject_of`): a signed-in person's own requests count as
+``user#<name>``; requests made with any of that person's API keys count together as
+``keys#<owner>`` — one budget shared by all their keys, so creating N keys does not buy N budgets
+(keying by the key id did).  The keys' budget is separate from the person's own so that a runaway
+or leaked key cannot lock its owner out of the API — including out of revoking that key.  So a
+person's ceiling is twice their plan however many keys they create, and it still costs one counter
+(one ``UpdateItem``) per request.  Unauthenticated requests count per client IP.
+
 Three fixed windows — a minute, an hour, a day — counted in ONE DynamoDB item per subject, so a
 request costs one ``UpdateItem`` in the steady state: the item holds each window's bucket number
 and count, and the update adds one to all three counts on condition that the three bucket numbers
@@ -36,6 +44,7 @@ from pynamodb.models import Model
 from ..observability import MetricUnit, logger, metrics
 from ..settings import get_settings
 from ..storage import is_conditional_failure, register, table_meta
+from .principal import Principal
 
 WINDOWS: tuple[tuple[str, int], ...] = (("minute", 60), ("hour", 3600), ("day", 86400))
 _BREAKER_SECONDS = 10.0
@@ -55,7 +64,7 @@ def _meta() -> Any:
 class RateLimitModel(Model):
     Meta = _meta()
 
-    key = UnicodeAttribute(hash_key=True)  # "key#<apiKeyId>" | "user#<username>" | "ip#<address>"
+    key = UnicodeAttribute(hash_key=True)  # "keys#<owner>" | "user#<username>" | "ip#<address>" (subject_of)
     m_b = NumberAttribute()  # minute bucket (epoch seconds // 60)
     m_c = NumberAttribute()
     h_b = NumberAttribute()
@@ -97,6 +106,20 @@ def limits_for(plan: str) -> Limits:
     s = get_settings()
     plans = _plans(s.rate_limits, s.rate_limit_plans)
     return plans.get(plan, plans[""])
+
+
+def subject_of(principal: Principal | None, source_ip: str) -> tuple[str, str]:
+    """Whose budget a request spends, and the plan whose limits apply.
+
+    All the API keys of one person share one budget (``keys#<owner>``), separate from the person's
+    own (``user#<owner>``); see the module docstring.  A key is judged by the plan it was created
+    with; the counter is the same whatever the plan.
+    """
+    if principal is not None and principal.api_key_id:
+        return f"keys#{principal.username}", principal.plan
+    if principal is not None:
+        return f"user#{principal.username}", principal.plan
+    return f"ip#{source_ip}", ""
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,24 @@ Username = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0
 
 @router.post("/login", summary="Exchange a username and password for tokens")
 def login(body: Login, request: Request) -> dict[str, Any]:
-    username = body.username.strip()
-    request.state.audit_actor = username.lower()
-    return provider.password_login(username, body.password).to_json()
+    tokens = provider.password_login(body.username.strip(), body.password)
+    # The body's username is only a claim until the provider accepts it: a refused sign-in stays
+    # "anonymous" in the audit trail (the recorder keeps the name as changes.claimed_username).
+    # A successful one is recorded under the name the provider's token carries, not the body's
+    # (an alias or another spelling of the same account).
+    verified = _verified_username(tokens.access_token)
+    if verified:
+        request.state.audit_actor = verified
+    return tokens.to_json()
+
+
+def _verified_username(access_token: str) -> str | None:
+    """The username of a token the provider has just issued (None if it does not verify)."""
+    try:
+        return verifier().verify(access_token).username
+    except DomainError:
+        logger.warning("a freshly issued access token did not verify; the sign-in is audited as anonymous")
+        return None
 
 
 @router.post("/refresh", summary="Exchange a refresh token for a new access token")
