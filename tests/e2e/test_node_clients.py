@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from prdtool.collab.presence import identity
 from scripts.localstack.stack import LocalStack
 from tests.e2e.yclient import YClient
 from tests.integration.fixtures import Api, login
@@ -346,15 +347,17 @@ def test_presence_between_node_and_pycrdt_clients(node_factory: NodeFactory, cli
     node_alice, node_bob = node_factory("alice"), node_factory("bob")
     py = client_factory("bob")
     alice_state = {"user": {"name": "alice", "color": "#c33"}}
+    # Peers see the identity the server vouches for (name from the token, a palette colour).
+    seen_alice = {"user": identity("alice")}
     node_alice.send("presence", state=alice_state)
     py.wait_until(lambda: node_alice.client_id in py.awareness, what="alice's presence (pycrdt)")
-    assert py.awareness[node_alice.client_id] == alice_state
+    assert py.awareness[node_alice.client_id] == seen_alice
     wait_for(lambda: node_alice.client_id in node_bob.awareness(), what="alice's presence (Node bob)")
-    assert node_bob.awareness()[node_alice.client_id] == alice_state
+    assert node_bob.awareness()[node_alice.client_id] == seen_alice
 
     py.set_presence({"user": {"name": "bob (python)"}})
     wait_for(lambda: py.doc.client_id in node_alice.awareness(), what="pycrdt presence (Node alice)")
-    assert node_alice.awareness()[py.doc.client_id] == {"user": {"name": "bob (python)"}}
+    assert node_alice.awareness()[py.doc.client_id] == {"user": identity("bob")}
 
     # The cursor moves a few times within a second (the server records awareness clocks at most once a
     # second), then the network drops: no goodbye, so the server's $disconnect has to announce it.

@@ -16,6 +16,7 @@ import * as awarenessProtocol from 'y-protocols/awareness'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { toBase64, fromBase64 } from 'lib0/buffer'
+import { sanitizeAwarenessUpdate } from './peers'
 
 export const MESSAGE_SYNC = 0
 export const MESSAGE_AWARENESS = 1
@@ -411,9 +412,10 @@ export class PrdProvider extends Emitter {
       case 'notice':
         if (frame.type === 'peer-left' && Array.isArray(frame.clients)) this.peerLeft(frame.clients as number[])
         this.emit('notice', frame)
-        // The server closes the connection after these: do not come back.
+        // The server closes the connection after these: do not come back. (After 'session-expired'
+        // and a lowered 'role-changed' it closes too, and a reconnect with a fresh token is right.)
         if (frame.type === 'session-ended') this.deny('unauthorized')
-        if (frame.type === 'access-revoked') this.deny('forbidden')
+        if (frame.type === 'access-revoked' || frame.type === 'prd-deleted') this.deny('forbidden')
         return
       case 'ai': return this.emit('ai', frame)
       case 'pong': return
@@ -456,7 +458,7 @@ export class PrdProvider extends Emitter {
       }
       if (kind !== syncProtocol.messageYjsSyncStep1) this.repairGaps()
     } else if (type === MESSAGE_AWARENESS && this.awareness !== null) {
-      awarenessProtocol.applyAwarenessUpdate(this.awareness, decoding.readVarUint8Array(decoder), this)
+      awarenessProtocol.applyAwarenessUpdate(this.awareness, sanitizeAwarenessUpdate(decoding.readVarUint8Array(decoder)), this)
     } else if (type === MESSAGE_QUERY_AWARENESS && this.awareness?.getLocalState() != null) {
       this.send(this.awarenessMessage([this.doc.clientID]))
     } else if (type === MESSAGE_AUTH) {

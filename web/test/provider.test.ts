@@ -5,6 +5,7 @@ import * as awarenessProtocol from 'y-protocols/awareness'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { fromBase64, toBase64 } from 'lib0/buffer'
+import { userFor } from '../src/presence'
 import {
   ChunkAssembler, MAX_FRAME_DATA_CHARS, MESSAGE_AWARENESS, MESSAGE_QUERY_AWARENESS, MESSAGE_SYNC,
   PrdProvider, backoffDelay, encodeFrames, type AccessCheck, type WebSocketLike
@@ -334,7 +335,8 @@ describe('PrdProvider', () => {
       encoding.writeVarUint(e, MESSAGE_AWARENESS)
       encoding.writeVarUint8Array(e, awarenessProtocol.encodeAwarenessUpdate(bob, [bob.clientID]))
     }))
-    expect(provider.awareness?.getStates().get(bob.clientID)).toEqual({ user: { name: 'bob' } })
+    // Peers' states are sanitised on receipt: a missing or unsafe colour becomes bob's palette colour.
+    expect(provider.awareness?.getStates().get(bob.clientID)).toEqual({ user: userFor('bob') })
     last().receive({ action: 'notice', type: 'peer-left', username: 'bob', clients: [bob.clientID] })
     expect(provider.awareness?.getStates().has(bob.clientID)).toBe(false)
   })

@@ -132,8 +132,10 @@ def list_keys(owner: Principal) -> list[dict[str, Any]]:
     return [to_json(k) for k in ApiKeyModel.by_user.query(owner.username, scan_index_forward=False)]
 
 
-def revoke(owner: Principal, key_id: str) -> None:
-    """Revoke one of the caller's keys (an admin may revoke anybody's; a key only itself)."""
+def revoke(owner: Principal, key_id: str) -> str:
+    """Revoke one of the caller's keys (an admin may revoke anybody's; a key only itself).
+
+    Returns the username the key belongs to (whose connections opened with it must end)."""
     if owner.via_api_key and key_id != owner.api_key_id:
         # Refused before any lookup, so a key cannot tell which other key ids exist either.
         raise Forbidden("an API key may revoke only itself; sign in as a person to manage other keys",
@@ -143,6 +145,7 @@ def revoke(owner: Principal, key_id: str) -> None:
         raise NotFound("API key not found")
     if not item.revoked_at:
         item.update(actions=[ApiKeyModel.revoked_at.set(int(time.time() * 1000))])
+    return str(item.username)
 
 
 def revoke_all_of(username: str) -> int:

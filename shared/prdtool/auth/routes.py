@@ -112,13 +112,17 @@ def logout(caller: Annotated[Principal, Depends(current_principal)]) -> None:
     _end_live_sessions(caller.username, origin_jti=caller.origin_jti, reason="signed-out")
 
 
-def _end_live_sessions(username: str, *, origin_jti: str | None, reason: str) -> None:
-    """Close the WebSocket connections opened with revoked credentials (best effort: every later
+def _end_live_sessions(username: str, *, origin_jti: str | None, reason: str, api_key_id: str = "") -> None:
+    """Close the WebSocket connections opened with revoked credentials — those of one session
+    (``origin_jti``), of one API key (``api_key_id``), or all of them — (best effort: every later
     frame is refused anyway, within ``ws_recheck_seconds``)."""
     from ..collab import live
 
     try:
-        live.end_sessions(username, origin_jti=origin_jti, reason=reason)
+        if api_key_id:
+            live.end_key_sessions(username, api_key_id)
+        else:
+            live.end_sessions(username, origin_jti=origin_jti, reason=reason)
     except Exception:
         logger.exception("could not close revoked WebSocket sessions", extra={"username": username})
 
@@ -145,7 +149,10 @@ def list_api_keys(caller: Annotated[Principal, Depends(current_principal)]) -> d
 
 @router.delete("/keys/{key_id}", status_code=204, summary="Revoke an API key (at once, for every request)")
 def revoke_api_key(key_id: KeyId, caller: Annotated[Principal, Depends(current_principal)]) -> None:
-    apikeys.revoke(caller, key_id)
+    owner = apikeys.revoke(caller, key_id)
+    # Connections opened with the key end now, even those that only listen (they send no frame
+    # that the per-frame recheck could refuse).
+    _end_live_sessions(owner, origin_jti=None, api_key_id=key_id, reason="revoked")
 
 
 @router.post("/users/{username}/revoke", status_code=204,

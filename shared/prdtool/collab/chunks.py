@@ -17,9 +17,10 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from ..storage import register, table_meta
+from . import limits
 from .protocol import ChunkInfo, ErrorCode, ProtocolError, join_chunk_parts
 
-PART_TTL_SECONDS = 60
+PART_TTL_SECONDS = limits.CHUNK_PART_TTL_SECONDS
 
 
 @register
@@ -35,14 +36,30 @@ class ChunkPart(Model):
     expires_at = NumberAttribute()
 
 
+def _set_id(part: ChunkPart) -> str:
+    return str(part.sk).split("#")[1]
+
+
 def add_part(connection_id: str, chunk: ChunkInfo, data: str) -> bytes | None:
     """Store one part; the whole decoded message once every part has arrived, else None."""
+    if chunk.n > limits.MAX_ACCEPTED_CHUNKS:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"a chunked message may have at most {limits.MAX_ACCEPTED_CHUNKS} "
+                                                 "parts here (the largest update accepted); nothing was kept")
     pk = f"conn#{connection_id}"
     prefix = f"chunk#{chunk.id}#"
     now = int(time.time())
     ChunkPart(pk=pk, sk=f"{prefix}{chunk.i:03d}", data=data, n=chunk.n, expires_at=now + PART_TTL_SECONDS).save()
-    parts = [p for p in ChunkPart.query(pk, ChunkPart.sk.startswith(prefix), consistent_read=True)
-             if int(p.expires_at) >= now]
+    # Every part of this connection: the stale ones go, and the open sets are counted.
+    every = list(ChunkPart.query(pk, ChunkPart.sk.startswith("chunk#"), consistent_read=True))
+    stale = [p for p in every if int(p.expires_at) < now]
+    fresh = [p for p in every if int(p.expires_at) >= now]
+    if stale:
+        _discard(stale)
+    parts = [p for p in fresh if _set_id(p) == chunk.id]
+    if len({_set_id(p) for p in fresh}) > limits.MAX_OPEN_CHUNK_SETS:
+        _discard(parts)
+        raise ProtocolError(ErrorCode.CHUNK_LIMIT, f"more than {limits.MAX_OPEN_CHUNK_SETS} incomplete chunked "
+                                                   "messages at once; this one was dropped")
     if any(int(p.n) != chunk.n for p in parts):
         _discard(parts)
         raise ProtocolError(ErrorCode.BAD_CHUNK, f"the parts of chunk {chunk.id} disagree on their count")

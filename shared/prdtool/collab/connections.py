@@ -4,17 +4,25 @@ Two items per connection: ``(prd#<id>, conn#<connectionId>)`` so fan-out queries
 the table's key (strongly consistent, unlike an index), and ``(conn#<connectionId>, meta)`` so
 ``$disconnect`` and ``$default``, which only know the connection id, find the PRD.  ``expires_at``
 is a TTL: API Gateway ends a connection after 2 hours at the latest, and a missed ``$disconnect``
-must not leave a ghost forever (the daily maintenance sweeps what TTL has not yet removed).
+must not leave a ghost forever (the daily maintenance sweeps what TTL has not yet removed).  A
+connection opened with an access token expires with the token: it receives nothing after that and
+its next frame closes it.
+
+Presence: the PRD item of a connection also holds the last awareness state it announced per client
+id (``aw``: client id -> ``"<clock> <state JSON>"``, written at most once a second per container), so
+the same query that lists a PRD's peers answers a newcomer's "who is here" (query-awareness) and
+``$disconnect`` knows which clients left at which clock.  Client ids are claimed per PRD
+(``(aw#<prdId>, <clientId>)``): a connection may only speak for client ids that no one else holds.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -46,13 +54,27 @@ class ConnectionModel(Model):
     role = UnicodeAttribute()
     connected_at = NumberAttribute()
     expires_at = NumberAttribute()  # TTL (epoch seconds)
-    # Awareness client ids this connection announced, with the last clock persisted (meta item).
-    awareness: MapAttribute[str, Any] = MapAttribute(null=True)
-    # Meta items only: the username (index key) and the session the connection was opened with.
+    # PRD items: the last awareness state per client id, "<clock> <state JSON>".
+    aw: MapAttribute[str, Any] = MapAttribute(null=True)
+    # Meta items only: the username (index key) and the session the connection was opened with
+    # (the token's origin_jti, or "key#<id>" for an API key).
     user_key = UnicodeAttribute(null=True)
     origin_jti = UnicodeAttribute(null=True)
 
     by_user = ConnectionsByUser()
+
+
+@register
+class AwarenessClaim(Model):
+    """Which connection (and person) speaks for an awareness client id on a PRD."""
+
+    Meta = table_meta("connections_table")
+
+    pk = UnicodeAttribute(hash_key=True)  # aw#<prdId>
+    sk = UnicodeAttribute(range_key=True)  # the client id, in decimal
+    connection_id = UnicodeAttribute()
+    username = UnicodeAttribute()
+    expires_at = NumberAttribute()  # TTL
 
 
 @dataclass(frozen=True)
@@ -61,8 +83,15 @@ class Connection:
     prd_id: str
     username: str
     role: str
-    awareness_clients: dict[int, int] = field(default_factory=dict)
+    # client id -> (clock, state JSON or None when removed), as last recorded
+    presence: dict[int, tuple[int, str | None]] = field(default_factory=dict)
     origin_jti: str = ""
+    expires_at: int = 0
+
+    @property
+    def awareness_clients(self) -> dict[int, int]:
+        """Client id -> the last clock recorded for it."""
+        return {client: clock for client, (clock, _) in self.presence.items()}
 
 
 def _prd_pk(prd_id: str) -> str:
@@ -76,9 +105,23 @@ def register_connection(connection: Connection, *, token_expires_at: int) -> Non
     common: dict[str, Any] = dict(connection_id=connection.connection_id, prd_id=connection.prd_id,
                   username=connection.username, role=connection.role, connected_at=now, expires_at=expires_at)
     with ConnectionModel.batch_write() as batch:
-        batch.save(ConnectionModel(pk=_prd_pk(connection.prd_id), sk=f"conn#{connection.connection_id}", **common))
-        batch.save(ConnectionModel(pk=f"conn#{connection.connection_id}", sk="meta", awareness={},
+        batch.save(ConnectionModel(pk=_prd_pk(connection.prd_id), sk=f"conn#{connection.connection_id}", aw={},
+                                   **common))
+        batch.save(ConnectionModel(pk=f"conn#{connection.connection_id}", sk="meta",
                                    user_key=connection.username, origin_jti=connection.origin_jti or None, **common))
+
+
+def _presence(item: ConnectionModel) -> dict[int, tuple[int, str | None]]:
+    out: dict[int, tuple[int, str | None]] = {}
+    for client, packed in (item.aw.as_dict() if item.aw else {}).items():
+        clock, _, state = str(packed).partition(" ")
+        out[int(client)] = (int(clock), None if state in ("", "null") else state)
+    return out
+
+
+def _connection(item: ConnectionModel) -> Connection:
+    return Connection(item.connection_id, item.prd_id, item.username, item.role, _presence(item),
+                      item.origin_jti or "", int(item.expires_at))
 
 
 def lookup(connection_id: str) -> Connection | None:
@@ -86,44 +129,77 @@ def lookup(connection_id: str) -> Connection | None:
         item = ConnectionModel.get(f"conn#{connection_id}", "meta", consistent_read=True)
     except ConnectionModel.DoesNotExist:
         return None
-    clients = {int(k): int(v) for k, v in (item.awareness.as_dict() if item.awareness else {}).items()}
-    return Connection(item.connection_id, item.prd_id, item.username, item.role, clients, item.origin_jti or "")
+    return _connection(item)
 
 
-def remember_awareness(connection_id: str, clocks: dict[int, int]) -> None:
-    """Record the awareness clients a connection speaks for, keeping each one's highest clock.
+def remember_presence(prd_id: str, connection_id: str, states: dict[int, tuple[int, str | None]]) -> None:
+    """Record the latest awareness state of a connection's clients: one write for all of them.
 
-    Frames of one connection are handled concurrently by several containers, so a write may
-    arrive with an older clock than one already stored: the condition keeps the clock monotonic.
+    Frames of one connection may be handled by several containers, so an older state can land after
+    a newer one; that only makes a newcomer's first view or a departure notice a moment stale (the
+    next live frame corrects it), which is not worth a conditional write per client.
     """
-    item = ConnectionModel(pk=f"conn#{connection_id}", sk="meta")
-    for client, clock in clocks.items():
-        entry = ConnectionModel.awareness[str(client)]
-        try:
-            item.update(actions=[entry.set(clock)],
-                        condition=ConnectionModel.pk.exists() & (entry.does_not_exist() | (entry < clock)))
-        except UpdateError as exc:
-            if not is_conditional_failure(exc):
-                raise
-            # the connection is gone, or a newer clock is already stored: nothing to do
+    item = ConnectionModel(pk=_prd_pk(prd_id), sk=f"conn#{connection_id}")
+    actions = [ConnectionModel.aw[str(client)].set(f"{clock} {state or 'null'}")
+               for client, (clock, state) in states.items()]
+    try:
+        item.update(actions=actions, condition=ConnectionModel.pk.exists() & ConnectionModel.aw.exists())
+    except UpdateError as exc:
+        if not is_conditional_failure(exc):
+            raise
+        # the connection is gone: nothing to remember
+
+
+def claim_client(prd_id: str, client_id: int, *, connection_id: str, username: str, expires_at: int) -> bool:
+    """Make ``connection_id`` the speaker for awareness client ``client_id`` on a PRD.
+
+    True when the id was free, expired, or already held by the same person (a reconnect of the
+    same editor, whose old connection may not have been cleaned up yet); False when someone else
+    holds it.  One conditional write.
+    """
+    now = int(time.time())
+    claim = AwarenessClaim(pk=f"aw#{prd_id}", sk=str(client_id), connection_id=connection_id,
+                           username=username, expires_at=expires_at)
+    try:
+        claim.save(condition=AwarenessClaim.pk.does_not_exist() | (AwarenessClaim.username == username)
+                   | (AwarenessClaim.expires_at < now))
+    except PutError as exc:
+        if is_conditional_failure(exc):
+            return False
+        raise
+    return True
 
 
 def remove(connection_id: str) -> Connection | None:
-    """Forget a connection (both items); returns what it was, if known."""
+    """Forget a connection (both items, its chunk parts); returns what it was, with its presence."""
     known = lookup(connection_id)
+    prd_item: ConnectionModel | None = None
+    if known is not None:
+        try:
+            prd_item = ConnectionModel.get(_prd_pk(known.prd_id), f"conn#{connection_id}", consistent_read=True)
+        except ConnectionModel.DoesNotExist:
+            prd_item = None
+    parts = list(ConnectionModel.query(f"conn#{connection_id}", ConnectionModel.sk.startswith("chunk#"),
+                                       attributes_to_get=["pk", "sk"]))
     with ConnectionModel.batch_write() as batch:
         batch.delete(ConnectionModel(pk=f"conn#{connection_id}", sk="meta"))
         if known:
             batch.delete(ConnectionModel(pk=_prd_pk(known.prd_id), sk=f"conn#{connection_id}"))
+        for part in parts:
+            batch.delete(ConnectionModel(pk=part.pk, sk=part.sk))
+    if known is not None and prd_item is not None:
+        known = replace(known, presence=_presence(prd_item))
     return known
 
 
-def of_prd(prd_id: str) -> list[Connection]:
+def of_prd(prd_id: str, *, include_expired: bool = False) -> list[Connection]:
+    """The PRD's open connections (one strongly consistent query on the table's key), with their
+    presence; those whose credentials expired are left out unless ``include_expired``."""
     now = int(time.time())
     return [
-        Connection(i.connection_id, i.prd_id, i.username, i.role)
-        for i in ConnectionModel.query(_prd_pk(prd_id), consistent_read=True)
-        if int(i.expires_at) > now
+        _connection(i)
+        for i in ConnectionModel.query(_prd_pk(prd_id), ConnectionModel.sk.startswith("conn#"), consistent_read=True)
+        if include_expired or int(i.expires_at) > now
     ]
 
 
@@ -131,8 +207,4 @@ def of_user(username: str) -> list[Connection]:
     """A person's open connections, on every PRD (the index is eventually consistent: a connection
     opened a moment ago may be missing, which the per-frame recheck in ``socket`` covers)."""
     now = int(time.time())
-    return [
-        Connection(i.connection_id, i.prd_id, i.username, i.role, origin_jti=i.origin_jti or "")
-        for i in ConnectionModel.by_user.query(username)
-        if int(i.expires_at) > now
-    ]
+    return [_connection(i) for i in ConnectionModel.by_user.query(username) if int(i.expires_at) > now]

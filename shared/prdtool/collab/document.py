@@ -53,7 +53,16 @@ def markdown_of(doc: Doc) -> str:
 
 
 def meta_of(doc: Doc) -> dict[str, Any]:
-    return dict(doc.get(META, type=Map).to_py() or {})
+    """``Y.Map("meta")`` as plain values; any editor can write there, so only JSON values are read
+    (shared types nested in it are skipped: a hostile client can nest them deep enough to exhaust
+    the recursion of ``to_py``)."""
+    meta_map = doc.get(META, type=Map)
+    out: dict[str, Any] = {}
+    for key in list(meta_map.keys()):
+        value = meta_map.get(key)
+        if value is None or isinstance(value, str | int | float | bool | list | dict):
+            out[key] = value
+    return out
 
 
 def meta_update(doc: Doc, changes: Mapping[str, Any]) -> bytes | None:

@@ -7,6 +7,7 @@ of the existing shared types (see ``collab.document``), never a rebuilt document
 
 from __future__ import annotations
 
+from ..auth.policy import Action, Role, allowed
 from ..observability import logger
 from . import connections, relay, store, writequeue
 from .protocol import SyncUpdate, encode_frames, encode_message
@@ -35,6 +36,39 @@ def end_access(connection_id: str, prd_id: str) -> None:
     relay.close(connection_id, {"action": "notice", "type": "access-revoked", "prd": prd_id})
 
 
+def expire_session(connection_id: str) -> None:
+    """Close one connection whose access token expired (``session-expired``: reconnect with a new one)."""
+    relay.close(connection_id, relay.SESSION_EXPIRED_NOTICE)
+
+
+def end_prd(connection_id: str, prd_id: str) -> None:
+    """Close one connection to a PRD that was deleted (``prd-deleted``)."""
+    relay.close(connection_id, {"action": "notice", "type": "prd-deleted", "prd": prd_id})
+
+
+def prd_deleted(prd_id: str) -> int:
+    """Close every connection to a deleted PRD, telling each why; returns how many were closed."""
+    closed = 0
+    for conn in connections.of_prd(prd_id, include_expired=True):
+        try:
+            end_prd(conn.connection_id, prd_id)
+            closed += 1
+        except Exception:
+            logger.exception("could not close a connection to a deleted PRD",
+                             extra={"connection_id": conn.connection_id})
+    return closed
+
+
+def key_origin(api_key_id: str) -> str:
+    """What a connection opened with an API key records as its session (see ``end_key_sessions``)."""
+    return f"key#{api_key_id}"
+
+
+def end_key_sessions(username: str, api_key_id: str) -> int:
+    """Close the WebSocket connections opened with a revoked API key."""
+    return end_sessions(username, origin_jti=key_origin(api_key_id), reason="revoked")
+
+
 def end_sessions(username: str, *, origin_jti: str | None, reason: str) -> int:
     """Close ``username``'s WebSocket connections (only those of one session, if ``origin_jti``):
     their credentials were revoked."""
@@ -53,15 +87,20 @@ def end_sessions(username: str, *, origin_jti: str | None, reason: str) -> int:
 def role_changed(prd_id: str, username: str, role: str | None) -> None:
     """Tell ``username``'s connections to a PRD that their role changed; close them if it is gone.
 
-    The server enforces the new role by itself within ``ws_recheck_seconds``; this notice lets the
-    client switch to read-only (or leave) at once.
+    A connection that loses the right to edit is told (``role-changed``) and closed, so that no
+    update it sends after the change is stored; its client reconnects with the new role.  A
+    connection that gains rights is only told (the server picks the new role up within
+    ``ws_recheck_seconds``).  The per-frame recheck covers a notice that never arrived.
     """
-    for conn in connections.of_prd(prd_id):
+    may_edit = role is not None and allowed(Role(role), Action.EDIT)
+    for conn in connections.of_prd(prd_id, include_expired=True):
         if conn.username != username:
             continue
         try:
             if role is None:
                 end_access(conn.connection_id, prd_id)
+            elif not may_edit:
+                relay.close(conn.connection_id, {"action": "notice", "type": "role-changed", "role": role})
             else:
                 relay.send_json(conn.connection_id, {"action": "notice", "type": "role-changed", "role": role})
         except Exception:

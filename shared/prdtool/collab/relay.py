@@ -9,6 +9,7 @@ the sender.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -86,6 +87,50 @@ def broadcast(targets: Iterable[connections.Connection], frames: Sequence[str]) 
     return Broadcast(sent, gone, failed)
 
 
+# Connections this container already told that their credentials expired (id -> when), so a busy
+# PRD does not close the same connection on every broadcast while its $disconnect is under way.
+_expiring: dict[str, float] = {}
+# PRD id -> (monotonic time of the query, its connections): the awareness relay's view of the peers.
+_peers_seen: dict[str, tuple[float, list[connections.Connection]]] = {}
+
+SESSION_EXPIRED_NOTICE = {"action": "notice", "type": "session-expired",
+                          "message": "your access token expired; reconnect with a fresh one"}
+
+
 def peers(prd_id: str, *, exclude: str | None) -> list[connections.Connection]:
-    """The PRD's other connections (a strongly consistent query on the table's key)."""
-    return [c for c in connections.of_prd(prd_id) if c.connection_id != exclude]
+    """The PRD's other connections (a strongly consistent query on the table's key).
+
+    Connections whose credentials expired are left out — they receive nothing after the moment
+    of expiry — and are told so and closed in the background.
+    """
+    now = time.time()
+    found = connections.of_prd(prd_id, include_expired=True)
+    expired = [c for c in found if c.expires_at <= now and _expiring.get(c.connection_id, 0.0) < now - 10]
+    for conn in expired:
+        _expiring[conn.connection_id] = now
+        _pool.submit(_close_quietly, conn.connection_id, SESSION_EXPIRED_NOTICE)
+    if len(_expiring) > 10_000:
+        _expiring.clear()
+    live = [c for c in found if c.expires_at > now]
+    _peers_seen[prd_id] = (time.monotonic(), live)
+    if len(_peers_seen) > 10_000:
+        _peers_seen.clear()
+    return [c for c in live if c.connection_id != exclude]
+
+
+def recent_peers(prd_id: str, *, exclude: str | None, max_age: float) -> list[connections.Connection]:
+    """The PRD's other connections as this container last saw them, if no older than ``max_age``
+    seconds (else queried again).  For presence only: a connection opened in that window misses a
+    cursor move or two, never a document update."""
+    seen = _peers_seen.get(prd_id)
+    if seen is None or time.monotonic() - seen[0] > max_age:
+        return peers(prd_id, exclude=exclude)
+    now = time.time()
+    return [c for c in seen[1] if c.connection_id != exclude and c.expires_at > now]
+
+
+def _close_quietly(connection_id: str, notice: Mapping[str, Any]) -> None:
+    try:
+        close(connection_id, notice)
+    except Exception:
+        logger.exception("could not close a connection", extra={"connection_id": connection_id})

@@ -36,7 +36,7 @@ from ..auth.policy import Action, Role, allowed
 from ..auth.principal import Principal
 from ..observability import MetricUnit, logger, metrics
 from ..settings import get_settings
-from . import chunks, connections, live, relay, store, writequeue
+from . import chunks, connections, limits, live, presence, relay, store, writequeue
 from .protocol import (
     Awareness,
     AwarenessEntry,
@@ -53,11 +53,19 @@ from .protocol import (
     error_frame,
     parse_frame,
 )
+from .updates import UnsafeUpdate, inspect_update
 
 # Past this many uncompacted updates, opening the document asks for a compaction right away.
 COMPACT_WHEN_PENDING = 500
-_AWARENESS_PERSIST_SECONDS = 1.0
-_awareness_seen: dict[tuple[str, int], float] = {}
+_PRESENCE_PERSIST_SECONDS = 1.0
+# Container state, each bounded (cleared past 20,000 entries) and rebuilt from the tables if lost:
+# (connection, client id) -> when its presence was last recorded
+_presence_saved: dict[tuple[str, int], float] = {}
+# connection id -> the awareness client ids it speaks for / was refused (with when)
+_speaks_for: dict[str, set[int]] = {}
+_refused_clients: dict[tuple[str, int], float] = {}
+# PRD id -> (monotonic time until which it is trusted, document bytes known)
+_document_bytes: dict[str, tuple[float, int]] = {}
 
 
 class FrameRejected(Exception):
@@ -80,6 +88,7 @@ class Session:
     username: str
     role: Role | None
     is_admin: bool
+    expires_at: int = 0  # epoch seconds when the credentials expire (0: never, an API key without expiry)
 
     @property
     def may_edit(self) -> bool:
@@ -97,6 +106,7 @@ class Session:
             username=str(authorizer.get("username") or ""),
             role=role,
             is_admin=str(authorizer.get("is_admin", "false")).lower() == "true",
+            expires_at=int(authorizer.get("expires_at", 0) or 0),
         )
 
 
@@ -104,8 +114,8 @@ class SessionEnded(Exception):
     """The connection's rights are gone (revoked credentials, no role any more): it was closed."""
 
 
-# connection id -> (monotonic time until which the check holds, current role or None, still valid)
-_rechecked: dict[str, tuple[float, Role | None, bool]] = {}
+# connection id -> (monotonic time until which the check holds, current role or None, verdict)
+_rechecked: dict[str, tuple[float, Role | None, str]] = {}
 # connection id -> (tokens left, monotonic time of the last refill, monotonic time of the last refusal)
 _flood: dict[str, tuple[float, float, float]] = {}
 
@@ -113,23 +123,31 @@ _flood: dict[str, tuple[float, float, float]] = {}
 def _current_rights(session: Session, event: Mapping[str, Any]) -> Session:
     """The session with the caller's role as it is now (rechecked every few seconds at most).
 
-    Closes the connection and raises :class:`SessionEnded` when the credentials were revoked or
-    the caller lost all access to the PRD.
+    Closes the connection and raises :class:`SessionEnded` when the access token expired (checked
+    on every frame: it costs nothing), the credentials were revoked, the PRD was deleted or the
+    caller lost all access to it.
     """
+    if session.expires_at and time.time() >= session.expires_at:
+        live.expire_session(session.connection_id)
+        raise SessionEnded
     now = time.monotonic()
     cached = _rechecked.get(session.connection_id)
     if cached is not None and cached[0] > now:
-        _, role, valid = cached
+        _, role, verdict = cached
     else:
         authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
         principal = Principal.from_context(authorizer)
-        valid = principal is not None and _credentials_valid(principal)
-        role = _member_role(session.prd_id, principal) if principal is not None and valid else None
+        role, verdict = None, "revoked"
+        if principal is not None and _credentials_valid(principal):
+            role, verdict = _member_role(session.prd_id, principal)
         if len(_rechecked) > 20_000:
             _rechecked.clear()
-        _rechecked[session.connection_id] = (now + get_settings().ws_recheck_seconds, role, valid)
-    if not valid:
+        _rechecked[session.connection_id] = (now + get_settings().ws_recheck_seconds, role, verdict)
+    if verdict == "revoked":
         live.end_session(session.connection_id, "revoked")
+        raise SessionEnded
+    if verdict == "deleted":
+        live.end_prd(session.connection_id, session.prd_id)
         raise SessionEnded
     if role is None and not session.is_admin:
         live.end_access(session.connection_id, session.prd_id)
@@ -148,10 +166,19 @@ def _credentials_valid(principal: Principal) -> bool:
     return True
 
 
-def _member_role(prd_id: str, principal: Principal) -> Role | None:
-    from ..prds.access import caller_role  # the PRD package's small public lookup
+def _member_role(prd_id: str, principal: Principal) -> tuple[Role | None, str]:
+    """(the caller's role, "ok"), or (None, "deleted") when the PRD no longer exists."""
+    from ..errors import NotFound
+    from ..prds.access import caller_role, load_prd  # the PRD package's small public lookups
 
-    return caller_role(prd_id, principal)
+    role = caller_role(prd_id, principal)
+    if role is None and not principal.is_admin:
+        return None, "ok"
+    try:
+        load_prd(prd_id)
+    except NotFound:
+        return None, "deleted"
+    return role, "ok"
 
 
 def _flooding(connection_id: str) -> tuple[bool, bool]:
@@ -183,9 +210,10 @@ def on_connect(event: Mapping[str, Any]) -> dict[str, Any]:
     session = Session.of(event)
     if principal is None or not session.prd_id:  # only reachable if the route lost its authorizer
         return {"statusCode": 401}
+    origin = live.key_origin(principal.api_key_id) if principal.api_key_id else principal.origin_jti
     connections.register_connection(
         connections.Connection(session.connection_id, session.prd_id, session.username,
-                               session.role.value if session.role else "admin", origin_jti=principal.origin_jti),
+                               session.role.value if session.role else "admin", origin_jti=origin),
         token_expires_at=principal.expires_at,
     )
     _audit(event, "websocket.connect", session.username, session.prd_id, 200,
@@ -222,6 +250,7 @@ def on_disconnect(event: Mapping[str, Any]) -> dict[str, Any]:
     gone = connections.remove(connection_id)
     _rechecked.pop(connection_id, None)
     _flood.pop(connection_id, None)
+    _speaks_for.pop(connection_id, None)
     if gone is not None:
         _announce_departure(gone)
     authorizer = ctx.get("authorizer") or {}
@@ -299,10 +328,9 @@ def handle_message(session: Session, data: bytes, *, ack: Any = None) -> None:
     elif isinstance(message, SyncStep2):  # a step 2 from one client is an update for the others
         _accept_update(session, message.update, encode_message(SyncUpdate(message.update)), ack=ack)
     elif isinstance(message, Awareness):
-        _relay_awareness(session, message, data)
+        _relay_awareness(session, message)
     elif isinstance(message, QueryAwareness):
-        # The server keeps no presence: ask the peers, whose answers are relayed to everyone.
-        relay.broadcast(relay.peers(session.prd_id, exclude=session.connection_id), encode_frames(data))
+        _answer_presence_query(session)
     else:
         raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE, "this message type is not accepted from clients")
 
@@ -321,10 +349,36 @@ def _answer_sync_step1(session: Session, state_vector: bytes) -> None:
 
 
 def _validate_update(update: bytes) -> None:
+    """Refuse what is malformed, beyond the limits, or dangerous to apply (see ``updates``)."""
+    try:
+        inspect_update(update)
+    except UnsafeUpdate as exc:
+        raise FrameRejected(exc.code, f"{exc.message}; nothing was saved") from None
     try:
         Doc().apply_update(update)
     except ValueError:
         raise FrameRejected("bad_update", "the update is not a valid Yjs update; nothing was saved") from None
+
+
+def _ensure_room(prd_id: str, size: int) -> None:
+    """Refuse an update that would take the document past :data:`limits.MAX_DOCUMENT_BYTES`.
+
+    The size comes from the head item (the compactor records it), read at most every few seconds
+    per container; what this container accepts meanwhile is added to it.  Other containers' bytes
+    since the last compaction are not seen, so the document can overshoot by a few seconds of
+    traffic, never by more.
+    """
+    now = time.monotonic()
+    known = _document_bytes.get(prd_id)
+    if known is None or known[0] <= now:
+        if len(_document_bytes) > 20_000:
+            _document_bytes.clear()
+        known = (now + limits.DOCUMENT_SIZE_RECHECK_SECONDS, store.document_bytes(prd_id))
+    if known[1] + size > limits.MAX_DOCUMENT_BYTES:
+        _document_bytes[prd_id] = known
+        raise FrameRejected("document_full", f"this PRD has reached its size limit ({limits.MAX_DOCUMENT_BYTES} "
+                                             "bytes); nothing was saved — remove content or split the PRD")
+    _document_bytes[prd_id] = (known[0], known[1] + size)
 
 
 def _is_empty_update(update: bytes) -> bool:
@@ -340,6 +394,7 @@ def _accept_update(session: Session, update: bytes, as_update_message: bytes, *,
         role = session.role.value if session.role else "none"
         raise FrameRejected("read_only", f"your role ({role}) may not edit this PRD; the change was not saved")
     _validate_update(update)
+    _ensure_room(session.prd_id, len(update))
     _, new = store.append_update(session.prd_id, update, origin=session.username)
     _ack(session, ack)
     if not new:
@@ -355,18 +410,83 @@ def _ack(session: Session, ack: Any) -> None:
         relay.send_json(session.connection_id, {"action": "ack", "id": ack})
 
 
-def _relay_awareness(session: Session, message: Awareness, raw: bytes) -> None:
+def _relay_awareness(session: Session, message: Awareness) -> None:
+    """Relay presence bound to the connection: only client ids it holds, identity from the token.
+
+    Entries for client ids another person holds are dropped (one ``awareness_client`` error frame
+    says which); every state is rebuilt by :func:`presence.bind`.  The states are recorded on the
+    connection's item at most once a second (one write for all of them), and relayed to the
+    peers as this container last saw them (one query per PRD per second, not one per cursor move).
+    """
     entries = message.entries()
+    if len(entries) > limits.MAX_AWARENESS_ENTRIES:
+        raise FrameRejected("bad_awareness", f"an awareness frame may carry at most {limits.MAX_AWARENESS_ENTRIES} "
+                                             "entries: your own clients")
+    bound: list[AwarenessEntry] = []
+    refused: list[int] = []
+    for entry in entries:
+        if _may_speak_for(session, entry.client_id):
+            bound.append(AwarenessEntry(entry.client_id, entry.clock, presence.bind(entry.state, session.username)))
+        else:
+            refused.append(entry.client_id)
+    if refused:
+        relay.send_json(session.connection_id, {
+            "action": "error", "code": "awareness_client",
+            "message": f"awareness client ids {refused[:4]} belong to another connection; their states were dropped"})
+    if not bound:
+        return
+    payload = encode_awareness(bound)
+    _record_presence(session, bound)
+    relay.broadcast(relay.recent_peers(session.prd_id, exclude=session.connection_id,
+                                       max_age=limits.PEERS_CACHE_SECONDS), encode_frames(encode_message(payload)))
+
+
+def _may_speak_for(session: Session, client_id: int) -> bool:
+    """Whether the connection holds ``client_id`` (claimed on first use, one write per container)."""
+    held = _speaks_for.setdefault(session.connection_id, set())
+    if client_id in held:
+        return True
     now = time.monotonic()
-    due = {e.client_id: e.clock for e in entries
-           if now - _awareness_seen.get((session.connection_id, e.client_id), -1e9) >= _AWARENESS_PERSIST_SECONDS}
-    if due:
-        connections.remember_awareness(session.connection_id, due)
-        for client_id in due:
-            _awareness_seen[(session.connection_id, client_id)] = now
-        if len(_awareness_seen) > 20_000:
-            _awareness_seen.clear()
-    relay.broadcast(relay.peers(session.prd_id, exclude=session.connection_id), encode_frames(raw))
+    if now - _refused_clients.get((session.connection_id, client_id), -1e9) < 30.0:
+        return False
+    if len(held) >= limits.MAX_AWARENESS_CLIENTS_PER_CONNECTION:
+        return False
+    expires_at = session.expires_at or int(time.time()) + connections.MAX_CONNECTION_SECONDS
+    if connections.claim_client(session.prd_id, client_id, connection_id=session.connection_id,
+                                username=session.username, expires_at=expires_at):
+        held.add(client_id)
+        if len(_speaks_for) > 20_000:
+            _speaks_for.clear()
+        return True
+    if len(_refused_clients) > 20_000:
+        _refused_clients.clear()
+    _refused_clients[(session.connection_id, client_id)] = now
+    return False
+
+
+def _record_presence(session: Session, entries: list[AwarenessEntry]) -> None:
+    now = time.monotonic()
+    due = {e.client_id: (e.clock, None if e.state is None else json.dumps(e.state, separators=(",", ":")))
+           for e in entries
+           if e.state is None or now - _presence_saved.get((session.connection_id, e.client_id), -1e9)
+           >= _PRESENCE_PERSIST_SECONDS}
+    if not due:
+        return
+    connections.remember_presence(session.prd_id, session.connection_id, due)
+    for client_id in due:
+        _presence_saved[(session.connection_id, client_id)] = now
+    if len(_presence_saved) > 20_000:
+        _presence_saved.clear()
+
+
+def _answer_presence_query(session: Session) -> None:
+    """Answer query-awareness with the presence the peers last recorded (one query, no relaying
+    of the question to every peer and their answers to everyone)."""
+    entries = [AwarenessEntry(client_id, clock, json.loads(state))
+               for peer in relay.peers(session.prd_id, exclude=session.connection_id)
+               for client_id, (clock, state) in peer.presence.items() if state is not None]
+    if entries:
+        relay.send(session.connection_id, encode_frames(encode_message(encode_awareness(entries))))
 
 
 def route(event: Mapping[str, Any]) -> dict[str, Any]:

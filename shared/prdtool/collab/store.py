@@ -50,6 +50,7 @@ class DocItem(Model):
     compression = UnicodeAttribute(null=True)  # "zlib" or absent (raw update)
     snapshot_sk = UnicodeAttribute(null=True)  # on the head item
     version = NumberAttribute(null=True)  # on the head item: compare-and-set counter
+    state_bytes = NumberAttribute(null=True)  # on the head item: size of the snapshot it names
     origin = UnicodeAttribute(null=True)  # who produced an update (username or "server")
     created_at = NumberAttribute(default=lambda: int(time.time() * 1000))
 
@@ -115,7 +116,17 @@ def write_snapshot(prd_id: str, state: bytes, *, origin: str = "server") -> str:
 def create(prd_id: str, state: bytes, *, origin: str) -> None:
     """Store the first state of a new document (snapshot + head)."""
     sk = write_snapshot(prd_id, state, origin=origin)
-    DocItem(prd_id=prd_id, sk=HEAD, snapshot_sk=sk, version=1).save(condition=DocItem.sk.does_not_exist())
+    DocItem(prd_id=prd_id, sk=HEAD, snapshot_sk=sk, version=1, state_bytes=len(state)).save(
+        condition=DocItem.sk.does_not_exist())
+
+
+def document_bytes(prd_id: str) -> int:
+    """The encoded size of the document at its last compaction (0 if unknown); one GetItem."""
+    try:
+        head = DocItem.get(prd_id, HEAD, attributes_to_get=["state_bytes"])
+    except DocItem.DoesNotExist:
+        return 0
+    return int(head.state_bytes or 0)
 
 
 def update_key(update: bytes) -> str:
@@ -221,7 +232,8 @@ def compact(prd_id: str) -> Compaction:
     head = DocItem(prd_id=prd_id, sk=HEAD)
     try:
         # The version moves with every head change, so this compare-and-set admits one winner.
-        head.update(actions=[DocItem.snapshot_sk.set(new_sk), DocItem.version.set(stored.head_version + 1)],
+        head.update(actions=[DocItem.snapshot_sk.set(new_sk), DocItem.version.set(stored.head_version + 1),
+                             DocItem.state_bytes.set(len(state))],
                     condition=DocItem.version == stored.head_version)
     except UpdateError as exc:
         _delete_items(prd_id, [new_sk], [])

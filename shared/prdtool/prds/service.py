@@ -172,6 +172,10 @@ def delete_prd(principal: Principal, prd_id: str) -> None:
             raise NotFound("PRD not found") from exc
         raise
     events.publish(events.PRD_DELETED, {"prd_id": prd_id, "title": prd.title}, actor=principal.username)
+    try:  # open editors are told and closed now; their next frame would be refused anyway
+        live.prd_deleted(prd_id)
+    except Exception:
+        logger.exception("could not close the sessions of a deleted PRD", extra={"prd_id": prd_id})
 
 
 # ---------------------------------------------------------------------- members

@@ -1,0 +1,48 @@
+"""Hand-built Yjs V1 update bytes for tests of hostile input (what no Yjs library would write)."""
+
+from __future__ import annotations
+
+
+def var_uint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def var_string(text: str) -> bytes:
+    raw = text.encode()
+    return var_uint(len(raw)) + raw
+
+
+def deep_any(depth: int) -> bytes:
+    """A lib0 ``Any`` value: ``depth`` arrays of one element nested in each other, around ``undefined``."""
+    return b"\x75\x01" * depth + b"\x7f"
+
+
+def deep_any_object(depth: int) -> bytes:
+    """``depth`` objects of one key nested in each other."""
+    return (b"\x76\x01" + var_string("k")) * depth + b"\x7f"
+
+
+def _one_item(content_ref: int, body: bytes, root: str = "arr") -> bytes:
+    """An update with one item of client 5, clock 0, in the root type ``root``, and no deletions."""
+    return (var_uint(1) + var_uint(1) + var_uint(5) + var_uint(0) + bytes([content_ref]) + var_uint(1)
+            + var_string(root) + body + var_uint(0))
+
+
+def any_content_update(*values: bytes) -> bytes:
+    """An update inserting ``values`` (encoded ``Any``) into the root array ``arr`` (ContentAny)."""
+    return _one_item(8, var_uint(len(values)) + b"".join(values))
+
+
+def doc_content_update(options: bytes) -> bytes:
+    """An update inserting a subdocument whose options are ``options`` (ContentDoc)."""
+    return _one_item(9, var_string("guid") + options)
+
+
+def embed_update(json_text: str) -> bytes:
+    """An update inserting an embed (ContentEmbed, JSON text) into the root text ``content``."""
+    return _one_item(5, var_string(json_text), root="content")
