@@ -77,8 +77,9 @@ def bind_to(stack: Any, function: str = "WebSocketFunction") -> Iterator[None]:
         "AWS_ENDPOINT_URL": stack.moto_url,
         "AWS_REGION": stack.manifest["region"],
         "AWS_DEFAULT_REGION": stack.manifest["region"],
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        # The stack's own credentials: its @connections refuses requests signed with anything else.
+        "AWS_ACCESS_KEY_ID": stack.credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": stack.credentials.secret_access_key,
         "WEBSOCKET_CALLBACK_URL": stack.base_url,
         "POWERTOOLS_TRACE_DISABLED": "true",
     })

@@ -1,9 +1,10 @@
-"""``python -m scripts.localstack [--port N] [--reset]``: what ``make dev`` runs.
+"""``python -m scripts.localstack [--port N] [--reset] [--state-dir DIR]``: what ``make dev`` runs.
 
 Runs the whole product on loopback in the foreground until Ctrl-C or SIGTERM, then stops cleanly
-(state saved, no traceback).  The data people create survives restarts in ``.local/state``
-(git-ignored); ``--reset`` deletes it first.  Environment: ``PORT`` (default 3000), ``MOTO_PORT``
-(default PORT + 1), and the runtime's ``LOCAL_*`` knobs (see ``RuntimeSettings``).
+(state saved, no traceback).  The data people create survives restarts, and crashes, in
+``.local/state`` (git-ignored; ``--state-dir`` for another folder); ``--reset`` deletes it first.
+A killed run leaves nothing running that would block the next one.  Environment: ``PORT`` (default
+3000), ``MOTO_PORT`` (default PORT + 1), and the runtime's ``LOCAL_*`` knobs (``RuntimeSettings``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.localstack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=_port, default=None, help="gateway port (default: $PORT or 3000)")
     parser.add_argument("--reset", action="store_true", help="delete the saved local data first")
+    parser.add_argument(
+        "--state-dir", type=Path, default=STATE_DIR, help=f"where the local data is kept (default: {STATE_DIR})"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
@@ -69,11 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, argparse.ArgumentTypeError, StackError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.reset and STATE_DIR.exists():
-        shutil.rmtree(STATE_DIR)
-        logging.getLogger("localstack").info("deleted the saved local data in %s", STATE_DIR)
-
-    stack = LocalStack(REPO_ROOT, port=port, moto_port=moto_port, state_dir=STATE_DIR, settings=settings)
+    # --reset empties the folder once the stack holds its lock: never under another running stack.
+    stack = LocalStack(
+        REPO_ROOT,
+        port=port,
+        moto_port=moto_port,
+        state_dir=args.state_dir.resolve(),
+        settings=settings,
+        reset=args.reset,
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.start()

@@ -10,7 +10,10 @@ minutes idle or 2 hours in all.
 
 Moto accepts any ``PostToConnection`` and never answers ``GoneException`` (DESIGN §4), so the
 management API is served here, where the sockets are: functions reach it through
-``WEBSOCKET_CALLBACK_URL`` with the stock boto3 ``apigatewaymanagementapi`` client.
+``WEBSOCKET_CALLBACK_URL`` with the stock boto3 ``apigatewaymanagementapi`` client.  As in AWS it
+answers only SigV4-signed requests (IAM authorisation), here signed with the credentials the local
+stack gives its functions: the port is reachable by every user of the machine, and connection ids
+appear in logs, so without the check anyone could write into someone's socket or close it.
 
 Besides the API it serves the web client (``web/dist``, with an SPA fallback) and a few local
 control endpoints under ``/_local/`` (loopback only).
@@ -23,6 +26,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -30,13 +34,16 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
 from aiohttp import WebSocketError, WSMsgType, web
-from multidict import CIMultiDict
+from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from scripts.localstack.events import (
     ApiInfo,
@@ -72,6 +79,20 @@ _LOOPBACK = {"127.0.0.1", "::1"}
 _HTTP_IDENTITY_SOURCE = re.compile(r"\$request\.(header|querystring)\.(.+)")
 _WS_IDENTITY_SOURCE = re.compile(r"route\.request\.(header|querystring)\.(.+)")
 _ROUTE_SELECTION = re.compile(r"\$\{?request\.body\.([\w.-]+)\}?")
+
+# What CloudFront adds to the web client's responses in AWS (template.yaml, WebResponseHeaders),
+# with the WebSocket on this same origin ('self') instead of the WebSocket API's domain; a test in
+# tests/infra keeps the two policies in step.
+WEB_SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
 
 NOT_BUILT_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>PRD Tool (local)</title></head>
@@ -116,6 +137,163 @@ def _json_response(status: int, body: Any, headers: Mapping[str, str] | None = N
 def _message(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """API Gateway's own error responses: ``{"message": "..."}``."""
     return _json_response(status, {"message": message}, headers)
+
+
+# ---------------------------------------------------------------- SigV4 (IAM) authorisation
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """An access key pair: what the local stack gives its functions, and so what ``@connections`` accepts."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+
+
+SIGV4_ALGORITHM = "AWS4-HMAC-SHA256"
+SIGV4_MAX_SKEW = timedelta(minutes=5)  # how far X-Amz-Date may be from the server's clock, either way
+_SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
+_UNSIGNABLE = frozenset(SIGNED_HEADERS_BLACKLIST)
+
+
+@dataclass(frozen=True)
+class AuthRefusal:
+    """Why API Gateway refuses a request that is not properly signed: its error type and message."""
+
+    error_type: str
+    message: str
+
+    def response(self) -> web.Response:
+        return _message(403, self.message, {"x-amzn-ErrorType": self.error_type})
+
+
+class SigV4Verifier:
+    """API Gateway's check of an IAM-authorised (SigV4-signed) request, done with botocore's own signer.
+
+    The signature is recomputed over the request as received — method, raw path and query, the
+    headers the client says it signed, the SHA-256 of the body actually received — and compared in
+    constant time; ``X-Amz-Date`` must be within 5 minutes of now either way, and the credential
+    scope must name our access key, region and service.  Refusals carry the error type and message
+    API Gateway answers with (``x-amzn-ErrorType``; botocore raises them as ``ClientError``).
+    Presigned (query-string) requests are not accepted: the SDKs sign management calls in headers.
+    """
+
+    def __init__(self, credentials: AwsCredentials | None, region: str, service: str = "execute-api") -> None:
+        self._credentials = credentials
+        self._region = region
+        self._service = service
+        self._signer = (
+            SigV4Auth(Credentials(credentials.access_key_id, credentials.secret_access_key), service, region)
+            if credentials is not None
+            else None
+        )
+
+    def check(
+        self,
+        method: str,
+        host: str,
+        raw_path: str,
+        raw_query: str,
+        headers: CIMultiDictProxy[str] | CIMultiDict[str],
+        body: bytes,
+        now: datetime | None = None,
+    ) -> AuthRefusal | None:
+        """None if the request is signed with our credentials, else why not."""
+        authorization = headers.get("Authorization")
+        if not authorization:
+            return AuthRefusal("MissingAuthenticationTokenException", "Missing Authentication Token")
+        algorithm, _, parameters = authorization.strip().partition(" ")
+        fields: dict[str, str] = {}
+        for part in parameters.split(","):
+            name, equals, value = part.strip().partition("=")
+            if equals:
+                fields[name] = value
+        missing = [name for name in ("Credential", "SignedHeaders", "Signature") if name not in fields]
+        amz_date = headers.get("X-Amz-Date", "")
+        if algorithm != SIGV4_ALGORITHM or missing or not amz_date:
+            problems = [f"Authorization header requires '{name}' parameter." for name in missing]
+            if algorithm != SIGV4_ALGORITHM:
+                problems.append(f"Unsupported authorization type: {algorithm!r}.")
+            if not amz_date:
+                problems.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+            return AuthRefusal("IncompleteSignatureException", " ".join(problems) + f" Authorization={authorization}")
+        try:
+            signed_at = datetime.strptime(amz_date, _SIGV4_TIMESTAMP).replace(tzinfo=UTC)
+        except ValueError:
+            return AuthRefusal("IncompleteSignatureException", f"Date must be in ISO-8601 'basic format': {amz_date}")
+        scope = fields["Credential"].split("/")
+        if len(scope) != 5:
+            return AuthRefusal(
+                "IncompleteSignatureException",
+                f"Credential must have exactly 5 slash-delimited elements: {fields['Credential']}",
+            )
+        access_key, day, region, service, terminator = scope
+        if self._signer is None or self._credentials is None or access_key != self._credentials.access_key_id:
+            return AuthRefusal(
+                "UnrecognizedClientException", "The security token included in the request is invalid."
+            )
+        scope_problem = (
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+            f"'{day}' != '{amz_date[:8]}'"
+            if day != amz_date[:8]
+            else f"Credential should be scoped to a valid region, not '{region}'."
+            if region != self._region
+            else f"Credential should be scoped to correct service: '{self._service}'."
+            if service != self._service
+            else f"Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'."
+            if terminator != "aws4_request"
+            else None
+        )
+        if scope_problem is not None:
+            return AuthRefusal("InvalidSignatureException", scope_problem)
+        now = now or datetime.now(UTC)
+        if signed_at < now - SIGV4_MAX_SKEW:
+            earliest = (now - SIGV4_MAX_SKEW).strftime(_SIGV4_TIMESTAMP)
+            return AuthRefusal(
+                "InvalidSignatureException",
+                f"Signature expired: {amz_date} is now earlier than {earliest} "
+                f"({now.strftime(_SIGV4_TIMESTAMP)} - 5 min.)",
+            )
+        if signed_at > now + SIGV4_MAX_SKEW:
+            latest = (now + SIGV4_MAX_SKEW).strftime(_SIGV4_TIMESTAMP)
+            return AuthRefusal(
+                "InvalidSignatureException",
+                f"Signature not yet current: {amz_date} is still later than {latest} "
+                f"({now.strftime(_SIGV4_TIMESTAMP)} + 5 min.)",
+            )
+        signed_names = fields["SignedHeaders"].split(";")
+        if "host" not in signed_names:
+            return AuthRefusal(
+                "IncompleteSignatureException",
+                "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
+            )
+        declared_hash = headers.get("X-Amz-Content-SHA256")
+        if declared_hash is not None and declared_hash != hashlib.sha256(body).hexdigest():
+            # When that header is signed, botocore signs its value instead of hashing the body.
+            return AuthRefusal(
+                "InvalidSignatureException",
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            )
+        # Only what the client signed goes into the canonical request, exactly as received; the
+        # signer hashes the body that was received (the client signed the body it sent).
+        request = AWSRequest(
+            method=method, url=f"http://{host}{raw_path}" + (f"?{raw_query}" if raw_query else ""), data=body
+        )
+        for name in signed_names:
+            if name not in _UNSIGNABLE:
+                for value in headers.getall(name, []):
+                    request.headers[name] = value  # appends: a repeated header stays repeated
+        request.context["timestamp"] = amz_date
+        canonical = self._signer.canonical_request(request)
+        expected = self._signer.signature(self._signer.string_to_sign(request, canonical), request)
+        if not hmac.compare_digest(expected, fields["Signature"]):
+            return AuthRefusal(
+                "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you provided. "
+                "Check your AWS Secret Access Key and signing method. "
+                "Consult the service documentation for details.",
+            )
+        return None
 
 
 # ---------------------------------------------------------------- HTTP routing
@@ -353,7 +531,9 @@ class Gateway:
         schedule_runner: ScheduleRunner | None = None,
         ws_idle_seconds: float = WS_IDLE_SECONDS,
         ws_max_seconds: float = WS_MAX_SECONDS,
+        management_credentials: AwsCredentials | None = None,
     ) -> None:
+        """``management_credentials``: what ``@connections`` requests must be signed with (None: refuse all)."""
         self._manifest = manifest
         self._invoker = invoker
         self._static_dir = static_dir
@@ -386,6 +566,7 @@ class Gateway:
             }
             self._route_selector = _RouteSelector(self._ws["route_selection_expression"], self._ws_routes)
         self._connections: dict[str, _LiveConnection] = {}
+        self._management_auth = SigV4Verifier(management_credentials, manifest["region"])
         self._background: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -549,6 +730,12 @@ class Gateway:
     # ------------------------------------------------------------ web client
 
     async def _serve_web_client(self, request: web.Request) -> web.StreamResponse:
+        """The web client, with the security headers CloudFront adds in AWS (``WEB_SECURITY_HEADERS``)."""
+        response = await self._web_file(request)
+        response.headers.update(WEB_SECURITY_HEADERS)
+        return response
+
+    async def _web_file(self, request: web.Request) -> web.StreamResponse:
         """Files of ``web/dist``; unknown paths without an extension get ``index.html`` (SPA routes)."""
         root = self._static_dir
         if root is None or not root.is_dir():
@@ -767,13 +954,28 @@ class Gateway:
     # ------------------------------------------------------------ @connections
 
     async def _handle_connections(self, request: web.Request) -> web.Response:
-        """The API Gateway Management API: PostToConnection, GetConnection, DeleteConnection."""
+        """The API Gateway Management API: PostToConnection, GetConnection, DeleteConnection.
+
+        Signed requests only, checked before anything else (an unknown connection is 403 too when
+        unsigned, as in AWS).  The check costs about 50 µs per request (docs/architecture.md).
+        """
+        data = await request.read()
+        refusal = self._management_auth.check(
+            request.method,
+            request.host,
+            request.rel_url.raw_path,
+            request.rel_url.raw_query_string,
+            request.headers,
+            data,
+        )
+        if refusal is not None:
+            log.warning("@connections %s %s refused: %s", request.method, request.rel_url.raw_path, refusal.error_type)
+            return refusal.response()
         connection_id = request.match_info["connection_id"]
         live = self._connections.get(connection_id)
         if live is None or live.socket.closed:
             return _gone(connection_id)
         if request.method == "POST":
-            data = await request.read()
             if len(data) > WS_MESSAGE_LIMIT:
                 return _message(413, "Message too long", {"x-amzn-ErrorType": "PayloadTooLargeException"})
             try:

@@ -1,5 +1,5 @@
 """``python -m scripts.localstack.moto_main``: moto's server, with S3 conditional writes and DynamoDB
-writes made atomic.
+writes made atomic, dying with its parent, and journaling every write before answering it.
 
 moto 5.2.5 checks ``If-None-Match: *`` and ``If-Match`` on ``PutObject`` and then stores the object
 as a separate step, without a lock, while its server handles requests on threads: two concurrent
@@ -13,15 +13,39 @@ DynamoDB is alike: moto's ``UpdateItem`` reads, evaluates and writes without a l
 ``ADD`` updates of one item lose increments (8 threads x 50 updates ended at 392, not 400) — in AWS
 every single-item write is atomic.  The rate limiter's counters and the conditional puts of the
 document store rely on that, so every DynamoDB write runs under one lock here.
+
+With ``--journal DIR`` every write to a DynamoDB item or an S3 object is appended to the journal
+(``journal.py``) before moto's answer leaves: the images of the items a DynamoDB write touched are
+read and appended under the same lock as the write (so no other write can see, and journal, a
+transaction's effect before the transaction's own record is written); the S3 objects a request
+touched are imaged at the end of the request, once moto has also set their metadata.  Journaling
+starts only when the orchestrator asks (``POST /_localstack/journal/start``), after it has restored
+the last snapshot and replayed the journal, so a restore is not journaled again.  SQS, EventBridge
+and Cognito are not journaled: the snapshots do not keep them either (queues are transient, users
+are seeded), so after a crash the stack comes back as it would after a clean stop.
+
+``--lifeline-fd`` makes the server exit when the orchestrator is gone (``worker_main.exit_with_parent``);
+``--stack-id`` marks the process for ``stack.StackLock``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from scripts.localstack.journal import Image, ItemImage, JournalWriter, ObjectImage
+
 _lock = threading.Lock()
+CONTROL_PATH = "/_localstack/journal"
+_USER_METADATA = "x-amz-meta-"
 
 
 def atomic(put_object: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -42,33 +66,228 @@ def make_s3_conditional_writes_atomic() -> None:
     from moto.s3.responses import S3Response
 
     if not hasattr(S3Response.put_object, "__wrapped__"):
-        S3Response.put_object = atomic(S3Response.put_object)  # type: ignore[method-assign]
+        S3Response.put_object = atomic(S3Response.put_object)  # type: ignore[method-assign,assignment]
 
 
 _dynamodb_lock = threading.RLock()
 _DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
+_journal: JournalWriter | None = None  # set by install_journal
 
 
 def make_dynamodb_writes_atomic() -> None:
-    """Patch moto (in this process) so each DynamoDB write is atomic, as in AWS. Idempotent."""
+    """Patch moto (in this process) so each DynamoDB write is atomic, as in AWS. Idempotent.
+
+    Once :func:`install_journal` has run, each successful write is also journaled under the lock.
+    """
     from moto.dynamodb.responses import DynamoHandler
 
     for name in _DYNAMODB_WRITES:
         original = getattr(DynamoHandler, name)
-        if hasattr(original, "__wrapped__"):
+        # Not ``__wrapped__``: moto's own decorators set it (put_item and delete_item have it), which
+        # once made this skip them, leaving those two writes unlocked (and now, unjournaled).
+        if hasattr(original, "__localstack_locked__"):
             continue
 
-        def locked(self: Any, _original: Callable[[Any], Any] = original) -> Any:
+        def locked(self: Any, _original: Callable[[Any], Any] = original, _name: str = name) -> Any:
             with _dynamodb_lock:
-                return _original(self)
+                response = _original(self)  # raises on any refusal: then nothing changed
+                journal = _journal
+                if journal is not None and journal.active:
+                    journal.append(lambda: _dynamodb_images(self, _name))
+                return response
 
         locked.__wrapped__ = original  # type: ignore[attr-defined]
+        locked.__localstack_locked__ = True  # type: ignore[attr-defined]
         setattr(DynamoHandler, name, locked)
 
 
-if __name__ == "__main__":
-    from moto.server import main
+# ---------------------------------------------------------------- journal: DynamoDB
+
+
+def _dynamodb_images(handler: Any, operation: str) -> list[Image]:
+    """The items a successful write touched, as they are now (called under ``_dynamodb_lock``)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    body = handler.body  # the request's parameters, parsed by moto
+    backend = handler.dynamodb_backend
+    touched: list[tuple[Any, dict[str, Any]]] = []
+    if operation == "put_item":
+        touched.append((backend.get_table(body["TableName"]), body["Item"]))
+    elif operation in ("update_item", "delete_item"):
+        touched.append((backend.get_table(body["TableName"]), body["Key"]))
+    elif operation == "batch_write_item":
+        for table_name, requests in body["RequestItems"].items():
+            table = backend.get_table(table_name)
+            for request in requests:
+                put = request.get("PutRequest")
+                touched.append((table, put["Item"] if put else request["DeleteRequest"]["Key"]))
+    else:  # transact_write_items; ConditionCheck entries write nothing
+        for entry in body["TransactItems"]:
+            for kind, key_field in (("Put", "Item"), ("Update", "Key"), ("Delete", "Key")):
+                if kind in entry:
+                    touched.append((backend.get_table(entry[kind]["TableName"]), entry[kind][key_field]))
+    images: list[Image] = []
+    for table, attributes in touched:
+        names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+        key = {name: attributes[name] for name in names}
+        item = table.get_item(
+            DynamoType(key[table.hash_key_attr]),
+            DynamoType(key[table.range_key_attr]) if table.range_key_attr else None,
+        )
+        images.append(ItemImage(table.name, key, None if item is None else item.to_json()["Attributes"]))
+    return images
+
+
+# ---------------------------------------------------------------- journal: S3
+
+# The S3 objects the current request changed: (backend, bucket, key), imaged when the request ends.
+_touched = threading.local()
+
+
+def _touch(backend: Any, bucket: str, key: str) -> None:
+    journal = _journal
+    if journal is not None and journal.active:
+        if not hasattr(_touched, "objects"):
+            _touched.objects = {}
+        _touched.objects[(id(backend), bucket, key)] = (backend, bucket, key)
+
+
+def _take_touched() -> list[tuple[Any, str, str]]:
+    objects: dict[Any, tuple[Any, str, str]] = getattr(_touched, "objects", {})
+    _touched.objects = {}
+    return list(objects.values())
+
+
+def _object_images(touched: Iterable[tuple[Any, str, str]]) -> list[Image]:
+    images: list[Image] = []
+    for backend, bucket, key in touched:
+        found = backend.get_object(bucket, key)  # the latest version; None if deleted (or a delete marker)
+        if found is None:
+            images.append(ObjectImage(bucket, key, None))
+            continue
+        metadata = dict(found.metadata)
+        images.append(
+            ObjectImage(
+                bucket,
+                key,
+                found.value,
+                metadata.get("content-type"),
+                {k[len(_USER_METADATA) :]: v for k, v in metadata.items() if k.startswith(_USER_METADATA)},
+            )
+        )
+    return images
+
+
+def _track_s3_writes() -> None:
+    """Note every object moto's S3 stores or deletes; every S3 write (put, copy, multipart
+    completion, delete, multi-object delete, form upload) goes through these two methods."""
+    from moto.s3.models import S3Backend
+
+    for name in ("put_object", "delete_object"):
+        original = getattr(S3Backend, name)
+        if hasattr(original, "__journaled__"):
+            continue
+
+        def tracked(
+            self: Any, bucket_name: str, key_name: str, *args: Any, _original: Any = original, **kwargs: Any
+        ) -> Any:
+            result = _original(self, bucket_name, key_name, *args, **kwargs)
+            _touch(self, bucket_name, key_name)
+            return result
+
+        tracked.__journaled__ = original  # type: ignore[attr-defined]
+        setattr(S3Backend, name, tracked)
+
+
+# ---------------------------------------------------------------- the server
+
+
+def install_journal(journal: JournalWriter) -> None:
+    """Journal this process's moto writes into ``journal`` (once it is started)."""
+    global _journal
+    _journal = journal
+    make_dynamodb_writes_atomic()
+    _track_s3_writes()
+
+
+class JournaledApp:
+    """moto's WSGI app, plus the journal's control endpoint and the S3 images taken at each request's end."""
+
+    def __init__(self, app: Callable[..., Any], journal: JournalWriter | None) -> None:
+        self._app = app
+        self._journal = journal
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO", "").startswith(CONTROL_PATH):
+            return self._control(environ, start_response)
+        try:
+            return self._app(environ, start_response)
+        finally:
+            # Before the response leaves (werkzeug sends it once this returns).  A failure to
+            # write raises: the request then fails with 500 instead of being acknowledged.
+            touched = _take_touched()
+            if touched and self._journal is not None:
+                self._journal.append(lambda: _object_images(touched))
+
+    def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        journal = self._journal
+        action = environ["PATH_INFO"][len(CONTROL_PATH) :].strip("/")
+        method = environ["REQUEST_METHOD"]
+        answer: dict[str, Any] | None = None
+        if journal is not None:
+            if method == "GET" and action == "":
+                answer = journal.status()
+            elif method == "POST" and action == "start":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                answer = {"sequence": journal.start(int(request.get("floor", 0)))}
+            elif method == "POST" and action == "rotate":
+                answer = {"sequence": journal.rotate()}
+        status = "200 OK" if answer is not None else "404 Not Found"
+        body = json.dumps(answer if answer is not None else {"message": "no such journal action"}).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def _exit(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)  # as moto's own server does on SIGINT and SIGTERM
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scripts.localstack.moto_main", description=__doc__.split("\n")[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    parser.add_argument("--journal", type=Path, help="journal directory (journaling starts when asked)")
+    parser.add_argument("--lifeline-fd", type=int, help="exit when this pipe reaches end-of-file")
+    parser.add_argument("--stack-id", help="marks the process as part of one start of the local stack")
+    args = parser.parse_args(argv)
+    if args.lifeline_fd is not None:
+        from scripts.localstack.worker_main import exit_with_parent
+
+        exit_with_parent(args.lifeline_fd)
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import run_simple
 
     make_s3_conditional_writes_atomic()
     make_dynamodb_writes_atomic()
+    journal = JournalWriter(args.journal) if args.journal else None
+    if journal is not None:
+        install_journal(journal)
+    # What moto.server.main does, with the journal around moto's app.
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    signal.signal(signal.SIGINT, _exit)
+    signal.signal(signal.SIGTERM, _exit)
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # type: ignore[attr-defined]
+    run_simple(
+        args.host,
+        args.port,
+        JournaledApp(app, journal),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
     main()

@@ -28,7 +28,8 @@ CloudFormation, on purpose: a function whose environment names the HTTP API that
 but it need not stop the local stack.
 
 :func:`save_state` and :func:`restore_state` carry table items and bucket objects across restarts
-of moto, which keeps nothing on its own.
+of moto, which keeps nothing on its own; :func:`replay_journal` then applies what moto journaled
+after the snapshot began (``journal.py``), so that a crash loses nothing moto acknowledged.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from samtranslator.translator.arn_generator import ArnGenerator
 from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
+from . import journal
 from .intrinsics import PhysicalResource, Resolver, TemplateError, referenced_names, scalar_text
 from .manifest import (
     EventRuleSpec,
@@ -77,7 +79,7 @@ from .manifest import (
     WebSocketRouteSpec,
 )
 
-__all__ = ["ProvisionError", "TemplateError", "provision", "restore_state", "save_state"]
+__all__ = ["ProvisionError", "TemplateError", "provision", "replay_journal", "restore_state", "save_state"]
 
 logger = logging.getLogger("localstack.provision")
 
@@ -91,6 +93,7 @@ _HTTP_METHODS: Final = frozenset(
 )
 _INVOCATION_URI: Final = re.compile(r"/functions/(?P<function>.+?)/invocations$")
 _CURRENT_SNAPSHOT: Final = "CURRENT"
+_SNAPSHOT_JOURNAL: Final = "journal.json"  # in a snapshot: the journal sequence number it covers
 _SNAPSHOT_PREFIX: Final = "snapshot-"
 _BATCH_WRITE_LIMIT: Final = 25
 _IO_THREADS: Final = 8
@@ -1378,8 +1381,11 @@ def _event_source_mapping(stack: _Stack, logical_id: str, properties: dict[str, 
 # ====================================================================== saved state
 
 
-def save_state(manifest: Manifest, state_dir: Path) -> None:
+def save_state(manifest: Manifest, state_dir: Path, *, journal_sequence: int = 0) -> None:
     """Save every table's items and every bucket's objects under ``state_dir``.
+
+    ``journal_sequence`` is the journal's last sequence number when the reading began: a restore
+    replays the journal's records after it (see ``journal.py``).
 
     Layout: ``snapshot-<ns>/tables/<LogicalId>.json`` (DynamoDB JSON, binary values in base64)
     and ``snapshot-<ns>/buckets/<LogicalId>/{index.json,objects/<n>}``, keyed by logical id so a
@@ -1393,10 +1399,10 @@ def save_state(manifest: Manifest, state_dir: Path) -> None:
     read in full each time; objects cost 10-20 ms each, so only new or changed ones are downloaded.
     """
     with _STATE_LOCK:
-        _save_snapshot(manifest, state_dir)
+        _save_snapshot(manifest, state_dir, journal_sequence)
 
 
-def _save_snapshot(manifest: Manifest, state_dir: Path) -> None:
+def _save_snapshot(manifest: Manifest, state_dir: Path, journal_sequence: int) -> None:
     started = time.perf_counter()
     aws = _Aws(manifest["endpoint_url"], manifest["region"])
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -1411,6 +1417,7 @@ def _save_snapshot(manifest: Manifest, state_dir: Path) -> None:
             with _moto_errors(f"saving bucket {logical_id} ({bucket})"):
                 earlier = previous / "buckets" / logical_id if previous else None
                 objects += _save_bucket(aws("s3"), bucket, snapshot / "buckets" / logical_id, earlier)
+        (snapshot / _SNAPSHOT_JOURNAL).write_text(json.dumps({"after": journal_sequence}))
     except BaseException:
         shutil.rmtree(snapshot, ignore_errors=True)
         raise
@@ -1432,14 +1439,71 @@ def _save_snapshot(manifest: Manifest, state_dir: Path) -> None:
     )
 
 
-def restore_state(manifest: Manifest, state_dir: Path) -> None:
+def restore_state(manifest: Manifest, state_dir: Path) -> int:
     """Put the items and objects of the current snapshot back into the manifest's tables and buckets.
 
     Tables and buckets that the template no longer declares are skipped with a warning; a missing
-    snapshot means a clean start.
+    snapshot means a clean start.  Returns the journal sequence number the snapshot covers (0 for
+    none, or for a snapshot older than the journal): replay the journal after it.
     """
     with _STATE_LOCK:
-        _restore_snapshot(manifest, state_dir)
+        return _restore_snapshot(manifest, state_dir)
+
+
+def replay_journal(manifest: Manifest, journal_dir: Path, *, after: int) -> int:
+    """Apply the last image of every item and object the journal has after ``after``; its last number.
+
+    Keyed by physical names (what moto saw): an image of a table or bucket the template no longer
+    declares under that name is skipped with a warning.
+    """
+    started = time.perf_counter()
+    replay = journal.latest_images(journal_dir, after)
+    if not replay.images:
+        return replay.last_sequence
+    aws = _Aws(manifest["endpoint_url"], manifest["region"])
+    tables, buckets = set(manifest["tables"].values()), set(manifest["buckets"].values())
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    objects: list[journal.ObjectImage] = []
+    skipped: Counter[str] = Counter()
+    for image in replay.images:
+        if isinstance(image, journal.ItemImage):
+            if image.table not in tables:
+                skipped[image.table] += 1
+            elif image.item is None:
+                key = _map_binary(image.key, base64.b64decode)
+                by_table.setdefault(image.table, []).append({"DeleteRequest": {"Key": key}})
+            else:
+                item = _map_binary(image.item, base64.b64decode)
+                by_table.setdefault(image.table, []).append({"PutRequest": {"Item": item}})
+        elif image.bucket not in buckets:
+            skipped[image.bucket] += 1
+        else:
+            objects.append(image)
+    for name, count in skipped.items():
+        logger.warning("the journal holds %d writes to %s, which the template no longer declares: skipped", count, name)
+    for table, requests in by_table.items():
+        with _moto_errors(f"replaying the journal into table {table}"):
+            _write_requests(aws("dynamodb"), table, requests)
+
+    s3 = aws("s3")  # created here: making clients is not thread-safe, using one is
+
+    def put_or_delete(image: journal.ObjectImage) -> None:
+        if image.body is None:
+            s3.delete_object(Bucket=image.bucket, Key=image.key)
+            return
+        extra = {"ContentType": image.content_type} if image.content_type else {}
+        s3.put_object(Bucket=image.bucket, Key=image.key, Body=image.body, Metadata=image.metadata, **extra)
+
+    with _moto_errors("replaying the journal into S3"):
+        _run_concurrently(put_or_delete, objects)
+    logger.info(
+        "replayed %d journal records after the snapshot (%d items, %d objects) in %d ms",
+        replay.records,
+        sum(len(requests) for requests in by_table.values()),
+        len(objects),
+        (time.perf_counter() - started) * 1000,
+    )
+    return replay.last_sequence
 
 
 def _current_snapshot(state_dir: Path) -> Path | None:
@@ -1454,12 +1518,12 @@ def _current_snapshot(state_dir: Path) -> Path | None:
     return snapshot
 
 
-def _restore_snapshot(manifest: Manifest, state_dir: Path) -> None:
+def _restore_snapshot(manifest: Manifest, state_dir: Path) -> int:
     started = time.perf_counter()
     snapshot = _current_snapshot(state_dir)
     if snapshot is None:
         logger.info("no saved state in %s: starting clean", state_dir)
-        return
+        return 0
     aws = _Aws(manifest["endpoint_url"], manifest["region"])
     items = objects = 0
     for path in sorted((snapshot / "tables").glob("*.json")):
@@ -1486,6 +1550,8 @@ def _restore_snapshot(manifest: Manifest, state_dir: Path) -> None:
         snapshot,
         (time.perf_counter() - started) * 1000,
     )
+    marker = snapshot / _SNAPSHOT_JOURNAL
+    return int(json.loads(marker.read_text())["after"]) if marker.is_file() else 0
 
 
 def _map_binary(item: Mapping[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
@@ -1522,12 +1588,18 @@ def _save_table(dynamodb: Any, table: str, path: Path) -> int:
 
 
 def _write_items(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> None:
-    def write(batch: list[dict[str, Any]]) -> None:
-        requests: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in batch]}
-        while requests:
-            requests = dynamodb.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
+    _write_requests(dynamodb, table, [{"PutRequest": {"Item": item}} for item in items])
 
-    batches = [items[start : start + _BATCH_WRITE_LIMIT] for start in range(0, len(items), _BATCH_WRITE_LIMIT)]
+
+def _write_requests(dynamodb: Any, table: str, requests: list[dict[str, Any]]) -> None:
+    """BatchWriteItem requests (puts and deletes of distinct keys), 25 at a time, a few batches at once."""
+
+    def write(batch: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {table: batch}
+        while pending:
+            pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+    batches = [requests[start : start + _BATCH_WRITE_LIMIT] for start in range(0, len(requests), _BATCH_WRITE_LIMIT)]
     _run_concurrently(write, batches)
 
 

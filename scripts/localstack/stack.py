@@ -8,6 +8,13 @@ asyncio loop in a background thread, and seeds the demo users and PRD.  ``stop()
 in the order that loses nothing: inputs first (gateway, pollers, timers), then the workers, then
 a final save of the state, then moto.
 
+A crash loses nothing either, and leaves nothing behind.  moto journals every write before
+answering it (``journal.py``); a start restores the last snapshot, then replays the journal after
+it.  Snapshots are taken when the journal has grown (or at a clean stop), only to keep replays
+short.  Every child process (moto, the Lambda workers) exits when this process does, however it
+ends (``workers.lifeline_fd``), and :class:`StackLock` keeps one stack per state folder and clears
+away what a killed one may have left.
+
 ``Runtime`` is the part that executes a manifest; tests drive it with hand-built manifests and no
 moto at all, through ``LoopThread``.
 """
@@ -17,9 +24,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import errno
+import fcntl
+import json
 import logging
 import os
+import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,18 +46,26 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from scripts.localstack.gateway import WS_IDLE_SECONDS, WS_MAX_SECONDS, Gateway, listen_socket
+from scripts.localstack.gateway import WS_IDLE_SECONDS, WS_MAX_SECONDS, AwsCredentials, Gateway, listen_socket
 from scripts.localstack.manifest import Manifest
 from scripts.localstack.pollers import SqsPollers
 from scripts.localstack.seed import seed
 from scripts.localstack.timers import Timers
-from scripts.localstack.workers import DEFAULT_MAX_CONCURRENCY, WorkerPool
+from scripts.localstack.workers import DEFAULT_MAX_CONCURRENCY, WorkerPool, lifeline_fd
 
 log = logging.getLogger("localstack.stack")
 
 HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Every AUTOSAVE_SECONDS the stack checks the journal: it takes a snapshot once SNAPSHOT_BYTES have
+# been journaled since the last one, or SNAPSHOT_SECONDS have passed with anything journaled.
+# Snapshots no longer protect data (the journal does); they only keep a restart's replay short.
 AUTOSAVE_SECONDS = 30.0
+SNAPSHOT_BYTES = 16 * 1024 * 1024
+SNAPSHOT_SECONDS = 300.0
 MOTO_START_SECONDS = 30.0
+RECLAIM_SECONDS = 10.0
+LIFELINE_GRACE_SECONDS = 3.0
 
 
 class StackError(RuntimeError):
@@ -97,9 +118,13 @@ class Runtime:
         env_overrides: Mapping[str, str],
         settings: RuntimeSettings,
         static_dir: Path | None = None,
+        stack_id: str | None = None,
     ) -> None:
         self.pool = WorkerPool(
-            manifest["functions"], env_overrides=env_overrides, max_concurrency=settings.max_concurrency
+            manifest["functions"],
+            env_overrides=env_overrides,
+            max_concurrency=settings.max_concurrency,
+            stack_id=stack_id,
         )
         self.timers = Timers(manifest, self.pool, scale=settings.schedule_scale)
         self.pollers = SqsPollers(manifest, self.pool)
@@ -110,6 +135,8 @@ class Runtime:
             schedule_runner=self.timers.run_now,
             ws_idle_seconds=settings.ws_idle_seconds,
             ws_max_seconds=settings.ws_max_seconds,
+            # @connections accepts what the functions sign with, as API Gateway accepts their role's.
+            management_credentials=_function_credentials(env_overrides),
         )
 
     async def start(self, sock: socket.socket) -> None:
@@ -123,6 +150,11 @@ class Runtime:
         await self.pollers.stop()
         await self.gateway.stop()  # closes WebSockets: their $disconnect still runs on live workers
         await self.pool.close()
+
+
+def _function_credentials(env: Mapping[str, str]) -> AwsCredentials | None:
+    access_key, secret_key = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    return AwsCredentials(access_key, secret_key) if access_key and secret_key else None
 
 
 class LoopThread:
@@ -183,21 +215,33 @@ class MotoServer:
     """moto's server (``moto_main.py``) as a subprocess, with the tail of its output kept for errors.
 
     Port 0 picks a free port.  Also used by tests that need moto without the rest of the stack.
+    With ``journal_dir`` it journals writes once :meth:`start_journal` is called (``journal.py``).
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, journal_dir: Path | None = None, stack_id: str | None = None) -> None:
         port = port or _reserve_free_port()
         self.url = f"http://{HOST}:{port}"
+        self.journal_dir = journal_dir
+        lifeline = lifeline_fd()
+        command = [sys.executable, "-m", "scripts.localstack.moto_main", "-H", HOST, "-p", str(port)]
+        command += ["--lifeline-fd", str(lifeline)]  # it exits when this process does, however
+        if journal_dir is not None:
+            command += ["--journal", str(journal_dir)]
+        if stack_id is not None:
+            command += ["--stack-id", stack_id]
         self._process = subprocess.Popen(
-            # moto.server, with S3 conditional puts made atomic as in AWS (see moto_main.py).
-            [sys.executable, str(Path(__file__).with_name("moto_main.py")), "-H", HOST, "-p", str(port)],
+            # moto.server, with writes made atomic as in AWS and journaled (see moto_main.py).
+            command,
+            cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            pass_fds=(lifeline,),
             # Its own session: Ctrl-C reaches only the orchestrator, which saves state through
             # moto before stopping it.
             start_new_session=True,
         )
+        self.pid = self._process.pid
         self._tail: collections.deque[str] = collections.deque(maxlen=20)
         assert self._process.stdout is not None
         threading.Thread(target=self._drain, args=(self._process.stdout,), name="moto-output", daemon=True).start()
@@ -223,6 +267,25 @@ class MotoServer:
                 time.sleep(0.1)
         raise StackError(f"the moto server did not answer on {self.url} within {MOTO_START_SECONDS:.0f} s")
 
+    def start_journal(self, floor: int) -> int:
+        """Start journaling (numbers continue above ``floor``); the last sequence number used so far."""
+        return int(self._journal_call("start", {"floor": floor})["sequence"])
+
+    def rotate_journal(self) -> int:
+        """Close the journal's segment; the last sequence number in it (what a snapshot records)."""
+        return int(self._journal_call("rotate", {})["sequence"])
+
+    def journal_status(self) -> dict[str, Any]:
+        """``active``, ``sequence`` (the last used) and ``bytes`` journaled since the last rotation."""
+        return self._journal_call("", None)
+
+    def _journal_call(self, action: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}/_localstack/journal/{action}".rstrip("/"), data=data)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
     def stop(self) -> None:
         if self._process.poll() is None:
             self._process.terminate()
@@ -233,8 +296,142 @@ class MotoServer:
                 self._process.wait()
 
 
+class StackLock:
+    """One local stack per state folder, and nothing left over from one that was killed.
+
+    ``<state_dir>.lock`` (next to the folder, so that ``--reset`` and ``make reset`` leave it alone)
+    is held with ``flock`` while a stack runs, and names it: its pid, ports, moto's pid and a token
+    that marks every process it starts (``--stack-id``).  The kernel drops the lock when the process
+    ends, however it ends, so a lock that can be taken means its last owner is dead; whatever still
+    carries the owner's token is then a leftover of ours (the token is random, so a reused pid can
+    never match) and is killed before this start takes its ports.  Children normally die with the
+    orchestrator (the lifeline), so this only clears what could not: a child stuck in C code, or
+    one started by a version of the stack without the lifeline.
+    """
+
+    def __init__(self, state_dir: Path, token: str) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir.with_name(state_dir.name + ".lock")
+        self.token = token
+        self._fd: int | None = None
+        self._info: dict[str, Any] = {}
+
+    def acquire(self) -> None:
+        """Take the lock, clearing a dead stack's leftovers; :class:`StackError` if a live stack holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = self._read(fd)
+            os.close(fd)
+            where = f" at http://localhost:{owner['port']}" if owner.get("port") else ""
+            raise StackError(
+                f"another local stack (pid {owner.get('pid', '?')}{where}) is using {self.state_dir}; "
+                f"stop it first (Ctrl-C in its terminal, or kill {owner.get('pid', '<pid>')})"
+            ) from None
+        previous = self._read(fd)
+        self._fd = fd
+        if previous.get("token"):
+            self._reclaim(previous)
+        self.record(pid=os.getpid(), token=self.token, state_dir=str(self.state_dir))
+
+    def record(self, **fields: Any) -> None:
+        """Add to what the lock file says about this stack (ports, moto's pid, ...)."""
+        if self._fd is None:
+            return
+        self._info.update(fields)
+        data = json.dumps(self._info).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+    def release(self) -> None:
+        """Empty the file (a clean stop leaves nothing to reclaim) and let go of the lock."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    @staticmethod
+    def _read(fd: int) -> dict[str, Any]:
+        try:
+            data = os.pread(fd, 64 * 1024, 0)
+            info = json.loads(data) if data.strip() else {}
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def _reclaim(self, previous: dict[str, Any]) -> None:
+        leftovers = _processes_marked(str(previous["token"]))
+        # Right after a crash its children may still be on their way out (the lifeline): let them.
+        deadline = time.monotonic() + LIFELINE_GRACE_SECONDS
+        while (leftovers := [pid for pid in leftovers if _running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not leftovers:
+            return
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + RECLAIM_SECONDS
+        while (alive := [pid for pid in leftovers if _running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log.warning(
+            "the stack that ran here before (pid %s) was killed and left %d process%s behind: stopped %s",
+            previous.get("pid", "?"),
+            len(leftovers),
+            "" if len(leftovers) == 1 else "es",
+            "it" if len(leftovers) == 1 else "them",
+        )
+        if alive:
+            raise StackError(
+                f"processes {', '.join(map(str, alive))} of a killed local stack do not stop; kill them and start again"
+            )
+
+
+def _processes_marked(token: str) -> list[int]:
+    """The pids of processes whose command line carries ``--stack-id <token>`` (not this one)."""
+    marker = f"--stack-id {token}"
+    found: list[int] = []
+    proc = Path("/proc")
+    if proc.is_dir():
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+    else:  # macOS and other systems without /proc
+        listing = subprocess.run(["ps", "-A", "-o", "pid=", "-o", "command="], capture_output=True, text=True)
+        for line in listing.stdout.splitlines():
+            pid, _, command = line.strip().partition(" ")
+            if marker in command and pid.isdigit():
+                found.append(int(pid))
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def _running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (a zombie holds no port and runs nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
 class LocalStack:
-    """The whole product on one machine: ``start()``/``stop()``, or use it as a context manager."""
+    """The whole product on one machine: ``start()``/``stop()``, or use it as a context manager.
+
+    With a ``state_dir`` what people create survives restarts and crashes (snapshots plus moto's
+    journal, under ``state_dir``), one stack at a time per folder (:class:`StackLock`); ``reset``
+    empties the folder first.  ``credentials`` are what the functions get and what ``@connections``
+    accepts: a secret made up for each start, since the well-known dummy ``testing`` would let
+    anyone on the machine sign requests (moto checks no signatures, so it takes any key).
+    """
 
     def __init__(
         self,
@@ -245,6 +442,7 @@ class LocalStack:
         seed: bool = True,
         settings: RuntimeSettings | None = None,
         function_env: Mapping[str, str] | None = None,
+        reset: bool = False,
     ) -> None:
         self.repo_root = repo_root.resolve()
         # Extra environment for every function, on top of the template's (tests: other limits).
@@ -253,16 +451,41 @@ class LocalStack:
         self.moto_port = moto_port
         self.state_dir = state_dir
         self._seed = seed
+        self._reset = reset
         self.settings = settings or RuntimeSettings.from_env()
+        self.credentials = AwsCredentials("testing", secrets.token_urlsafe(30))
+        self.stack_id = secrets.token_hex(8)  # marks every process of this start (--stack-id)
         self.base_url = ""
         self.ws_url = ""
         self.moto_url = ""
         self.manifest: Manifest | None = None
+        self._lock: StackLock | None = None
         self._moto: MotoServer | None = None
         self._loop: LoopThread | None = None
         self._runtime: Runtime | None = None
         self._autosave: concurrent.futures.Future[Any] | None = None
         self._save_lock = threading.Lock()
+        self._last_save = time.monotonic()
+        # Set once the saved state is fully back in moto: a start that fails half-way through the
+        # restore must not save (and so replace the last snapshot with) what it had restored.
+        self._restored = False
+
+    @property
+    def journal_dir(self) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / "journal"
+
+    def management_api(self) -> Any:
+        """A boto3 ``apigatewaymanagementapi`` client for this stack's ``@connections``, signed as
+        the functions sign (what a test or a script needs to post to, or drop, a connection)."""
+        import boto3
+
+        return boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=self.base_url,
+            region_name=self.manifest["region"] if self.manifest else "us-east-1",
+            aws_access_key_id=self.credentials.access_key_id,
+            aws_secret_access_key=self.credentials.secret_access_key,
+        )
 
     def __enter__(self) -> Self:
         self.start()
@@ -275,17 +498,29 @@ class LocalStack:
 
     def start(self) -> None:
         """Start everything; raises :class:`StackError` (one line) if it cannot."""
+        if self.state_dir is not None:
+            # First: a killed stack's leftovers may hold the ports this start needs.
+            self._lock = StackLock(self.state_dir, self.stack_id)
+            try:
+                self._lock.acquire()
+            except BaseException:
+                self._lock = None
+                raise
+            if self._reset and self.state_dir.exists():
+                shutil.rmtree(self.state_dir)
+                log.info("deleted the saved local data in %s", self.state_dir)
         try:
             sock = listen_socket(HOST, self.port)
         except OSError as exc:
+            self.stop()
             if exc.errno == errno.EADDRINUSE:
                 raise _port_error(self.port, "PORT") from None
             raise
         try:
             self._start(sock)
-        except BaseException:
+        except BaseException:  # Ctrl-C or SIGTERM during the start, too
+            self.stop()  # before closing the socket: once the gateway serves on it, stopping it closes it
             sock.close()
-            self.stop()
             raise
 
     def _start(self, sock: socket.socket) -> None:
@@ -295,8 +530,10 @@ class LocalStack:
         moto_port = self.moto_port if self.moto_port is not None else (port + 1 if self.port else 0)
         if moto_port and not _check_port_free(moto_port):
             raise _port_error(moto_port, "MOTO_PORT", " (moto)")
-        self._moto = MotoServer(moto_port)
+        self._moto = MotoServer(moto_port, journal_dir=self.journal_dir, stack_id=self.stack_id)
         self.moto_url = self._moto.url
+        if self._lock is not None:
+            self._lock.record(port=port, moto_url=self.moto_url, moto_pid=self._moto.pid)
         self._moto.wait_until_ready()
         log.info("AWS services emulated by moto at %s: DynamoDB, S3, SQS, EventBridge, Cognito", self.moto_url)
         log.info("Bedrock, OpenSearch: not used yet (no embedded provider needed)")
@@ -304,15 +541,22 @@ class LocalStack:
         # Imported here, not at the top: provisioning pulls in samtranslator (about 0.8 s), which
         # users of the runtime alone (tests with hand-built manifests) do not need.
         from scripts.localstack.intrinsics import TemplateError
-        from scripts.localstack.provision import ProvisionError, provision, restore_state
+        from scripts.localstack.provision import ProvisionError, provision, replay_journal, restore_state
 
         try:
             manifest = provision(self.repo_root / "template.yaml", self.moto_url, repo_root=self.repo_root)
         except (TemplateError, ProvisionError) as exc:
             raise StackError(f"template.yaml cannot run locally: {exc}") from exc
         self.manifest = manifest
-        if self.state_dir is not None:
-            restore_state(manifest, self.state_dir)
+        if self.state_dir is not None and self.journal_dir is not None:
+            # The last snapshot, then what the journal holds after it; only then does moto start
+            # journaling (what is restored here is on disk already).
+            snapshot_sequence = restore_state(manifest, self.state_dir)
+            last_sequence = replay_journal(manifest, self.journal_dir, after=snapshot_sequence)
+            # Numbering never goes back below the snapshot's, even if the journal folder was emptied.
+            self._moto.start_journal(floor=max(snapshot_sequence, last_sequence))
+            self._last_save = time.monotonic()
+            self._restored = True
 
         overrides = self.local_overrides(manifest, port)
         static_dir = self.repo_root / "web" / "dist"
@@ -327,7 +571,13 @@ class LocalStack:
         self, manifest: Manifest, overrides: Mapping[str, str], static_dir: Path, sock: socket.socket
     ) -> Runtime:
         try:
-            runtime = Runtime(manifest, env_overrides=overrides, settings=self.settings, static_dir=static_dir)
+            runtime = Runtime(
+                manifest,
+                env_overrides=overrides,
+                settings=self.settings,
+                static_dir=static_dir,
+                stack_id=self.stack_id,
+            )
         except ValueError as exc:  # a manifest feature the runtime does not emulate
             raise StackError(f"template.yaml cannot run locally: {exc}") from exc
         await runtime.start(sock)
@@ -337,8 +587,8 @@ class LocalStack:
         """What every function's environment gets on top of the template's, to run here."""
         overrides = {
             "AWS_ENDPOINT_URL": self.moto_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.secret_access_key,
             "AWS_REGION": manifest["region"],
             "AWS_DEFAULT_REGION": manifest["region"],
             "WEBSOCKET_CALLBACK_URL": f"http://{HOST}:{port}",  # the gateway serves @connections
@@ -355,22 +605,44 @@ class LocalStack:
         return overrides
 
     async def _autosave_forever(self) -> None:
-        """Save every 30 s, so a crash (not a clean stop, which saves anyway) loses little."""
+        """Take a snapshot now and then, so that a restart has little of the journal to replay.
+
+        Nothing depends on it for durability (moto journals every write before answering), so it
+        runs only when the journal has grown: after SNAPSHOT_BYTES, or SNAPSHOT_SECONDS with any.
+        """
         while True:
             await asyncio.sleep(AUTOSAVE_SECONDS)
             try:
-                await asyncio.to_thread(self.save_state)
+                await asyncio.to_thread(self._snapshot_if_due)
             except Exception as exc:  # a failed save must not stop the stack; the next one retries
                 log.warning("saving the local state failed: %s", exc)
 
-    def save_state(self) -> None:
-        """Save tables and buckets to ``state_dir`` (no-op without one)."""
-        if self.state_dir is None or self.manifest is None:
+    def _snapshot_if_due(self) -> None:
+        if self._moto is None:
             return
+        journaled = int(self._moto.journal_status()["bytes"])
+        if journaled >= SNAPSHOT_BYTES or (journaled and time.monotonic() - self._last_save >= SNAPSHOT_SECONDS):
+            self.save_state()
+
+    def save_state(self) -> None:
+        """Save tables and buckets to ``state_dir`` and drop the journal it covers (no-op without one).
+
+        The journal's segment is closed first and the snapshot records its last sequence number:
+        every write journaled up to there was applied before the snapshot began reading, so a
+        restore replays only what comes after (images, so one read by the snapshot too is harmless).
+        """
+        if self.state_dir is None or self.journal_dir is None or self.manifest is None or self._moto is None:
+            return
+        if not self._restored:
+            return
+        from scripts.localstack.journal import discard_through
         from scripts.localstack.provision import save_state
 
         with self._save_lock:
-            save_state(self.manifest, self.state_dir)
+            sequence = self._moto.rotate_journal()
+            save_state(self.manifest, self.state_dir, journal_sequence=sequence)
+            discard_through(self.journal_dir, sequence)  # a crash before this only leaves files to skip
+            self._last_save = time.monotonic()
 
     def stop(self) -> None:
         """Stop everything that started, saving the state first; safe to call more than once."""
@@ -389,7 +661,10 @@ class LocalStack:
         if self._moto is not None:
             try:
                 self.save_state()
-            except Exception as exc:
+            except Exception as exc:  # the journal still holds everything: the next start replays it
                 log.error("saving the local state failed: %s", exc)
             self._moto.stop()
             self._moto = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

@@ -10,6 +10,11 @@ IPC travels over a dedicated socket (``--ipc-fd``), never over stdout/stderr: wh
 handler prints goes to the parent as plain log output and cannot corrupt a result.  Messages are
 length-prefixed JSON (see :func:`encode_frame`).  Only the standard library is used here so the
 child imports nothing from this repository.
+
+The process exits as soon as the orchestrator is gone, however it ended (``--lifeline-fd``, see
+:func:`exit_with_parent`), even in the middle of an invocation: a ``kill -9`` of ``make dev`` must
+not leave workers behind.  ``--stack-id`` only marks the process as part of one start of the local
+stack, so that the next start can recognise leftovers (``stack.StackLock``).
 """
 
 from __future__ import annotations
@@ -22,14 +27,45 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 FRAME_HEADER = struct.Struct(">I")
+PARENT_GONE_STATUS = 1
 
 Handler = Callable[[Any, "LambdaContext"], Any]
+
+
+def exit_with_parent(lifeline_fd: int) -> threading.Thread:
+    """Exit this process at once when the parent process is gone, whatever killed it.
+
+    ``lifeline_fd`` is the read end of a pipe whose only write end the parent holds and never
+    writes to: when the parent process ends — cleanly, by a crash or by SIGKILL — the kernel closes
+    that end and the read returns end-of-file.  Unlike ``PR_SET_PDEATHSIG`` this follows the parent
+    *process*, not the thread that forked us (the runtime forks workers from its asyncio thread,
+    and moto is started from whatever thread calls ``LocalStack.start``), it needs no
+    ``preexec_fn`` (unsafe in a threaded parent), has no window between fork and set-up (the pipe
+    is inherited at the fork), and works on macOS too.  Its limit: the watching thread needs the
+    GIL, so a handler stuck in C code that holds it is killed only when it lets go.
+    """
+
+    def watch() -> None:
+        while True:
+            try:
+                if not os.read(lifeline_fd, 512):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        os._exit(PARENT_GONE_STATUS)  # no clean-up: the parent that would want it is gone
+
+    thread = threading.Thread(target=watch, name="lifeline", daemon=True)
+    thread.start()
+    return thread
 
 
 def encode_frame(message: dict[str, Any], default: Callable[[Any], Any] | None = None) -> bytes:
@@ -176,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handler", required=True)
     parser.add_argument("--task-root", required=True)
     parser.add_argument("--layer", action="append", default=[])
+    parser.add_argument("--lifeline-fd", type=int, help="exit when this pipe reaches end-of-file")
+    parser.add_argument("--stack-id", help="marks the process as part of one start of the local stack")
     args = parser.parse_args(argv)
+    if args.lifeline_fd is not None:
+        exit_with_parent(args.lifeline_fd)
 
     # Handler output reaches the dev log promptly, as it reaches CloudWatch in Lambda.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]

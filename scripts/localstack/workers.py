@@ -10,6 +10,9 @@ A child gets exactly the function's environment from the manifest, the local ove
 orchestrator passes (endpoint, dummy credentials, ...), and the variables Lambda itself defines;
 nothing leaks in from the developer's shell.  The timeout is enforced from outside: the process
 is killed and replaced, and the invocation fails with Lambda's timeout error.
+
+Children die with this process, however it ends: each inherits the read end of a pipe that only
+this process can write to (:func:`lifeline_fd`), and exits when it reads end-of-file.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -75,6 +80,25 @@ class _WorkerGone(Exception):
         self.error = error
 
 
+_lifeline: tuple[int, int] | None = None
+_lifeline_lock = threading.Lock()
+
+
+def lifeline_fd() -> int:
+    """The read end of this process's lifeline: hand it to a child (``pass_fds``) that must die with us.
+
+    One pipe per process, created on first use; its write end is never written to nor closed, so
+    the children's reads block until this process ends and the kernel closes it (see
+    ``worker_main.exit_with_parent``).  Both ends are non-inheritable: only ``pass_fds`` passes the
+    read end on, and no child ever holds the write end (which would keep the others alive).
+    """
+    global _lifeline
+    with _lifeline_lock:
+        if _lifeline is None:
+            _lifeline = os.pipe()
+        return _lifeline[0]
+
+
 def lambda_runtime_environment(spec: FunctionSpec) -> dict[str, str]:
     """The variables the Lambda service defines for a Python 3.12 function (reserved names).
 
@@ -121,10 +145,14 @@ class _Worker:
         ]
 
     @classmethod
-    async def start(cls, function: str, spec: FunctionSpec, env: Mapping[str, str]) -> _Worker:
+    async def start(
+        cls, function: str, spec: FunctionSpec, env: Mapping[str, str], stack_id: str | None = None
+    ) -> _Worker:
         """Start a process and run Lambda's init phase (importing the handler); raises _WorkerGone."""
         parent_end, child_end = socket.socketpair()
         layer_args = [arg for layer in spec["layer_dirs"] for arg in ("--layer", layer)]
+        lifeline = lifeline_fd()
+        marker = ["--stack-id", stack_id] if stack_id else []
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -137,14 +165,18 @@ class _Worker:
                 "--task-root",
                 spec["code_dir"],
                 *layer_args,
+                "--lifeline-fd",
+                str(lifeline),
+                *marker,
                 env={**env, "AWS_LAMBDA_LOG_STREAM_NAME": _new_log_stream_name()},
                 cwd=spec["code_dir"],
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                pass_fds=(child_end.fileno(),),
+                pass_fds=(child_end.fileno(), lifeline),
                 # Its own session: Ctrl-C in the terminal reaches the orchestrator, which stops
-                # the workers itself, instead of interrupting handlers mid-invocation.
+                # the workers itself, instead of interrupting handlers mid-invocation.  It still
+                # dies with the orchestrator (the lifeline), which no signal to a session does.
                 start_new_session=True,
             )
         except OSError as exc:  # e.g. the code folder does not exist
@@ -243,11 +275,14 @@ async def _forward_output(function: str, stream: asyncio.StreamReader) -> None:
 class FunctionPool:
     """The execution environments of one function, growing on demand up to ``capacity``."""
 
-    def __init__(self, function: str, spec: FunctionSpec, env: Mapping[str, str], capacity: int) -> None:
+    def __init__(
+        self, function: str, spec: FunctionSpec, env: Mapping[str, str], capacity: int, stack_id: str | None = None
+    ) -> None:
         self.function = function
         self.spec = spec
         self.capacity = capacity
         self._env = dict(env)
+        self._stack_id = stack_id
         self._slots = asyncio.Semaphore(capacity)
         self._idle: list[_Worker] = []  # most recently used last: reused first, as Lambda does
         self._busy: set[_Worker] = set()
@@ -280,7 +315,7 @@ class FunctionPool:
         else:
             init_started = time.monotonic()
             try:
-                worker = await _Worker.start(self.function, self.spec, self._env)
+                worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id)
             except _WorkerGone as gone:
                 return self._failure(request_id, init_started, gone.error, (time.monotonic() - init_started) * 1000)
             init_ms = (time.monotonic() - init_started) * 1000
@@ -373,7 +408,9 @@ class WorkerPool:
         env_overrides: Mapping[str, str] | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         async_retry_delays: Sequence[float] = ASYNC_RETRY_DELAYS_SECONDS,
+        stack_id: str | None = None,
     ) -> None:
+        """``stack_id`` marks every process (``--stack-id``) so a later start can find leftovers."""
         overrides = dict(env_overrides or {})
         self._async_retry_delays = tuple(async_retry_delays)
         self._pools: dict[str, FunctionPool] = {}
@@ -383,7 +420,7 @@ class WorkerPool:
             env = {**spec["environment"], **overrides, **lambda_runtime_environment(spec)}
             reserved = spec.get("reserved_concurrency")
             capacity = max_concurrency if reserved is None else min(max_concurrency, reserved)
-            self._pools[logical_id] = FunctionPool(logical_id, spec, env, capacity)
+            self._pools[logical_id] = FunctionPool(logical_id, spec, env, capacity, stack_id)
 
     async def invoke(self, function: str, event: Any) -> InvocationResult:
         """Synchronous invocation (``RequestResponse``): what API Gateway and SQS pollers do."""

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from prdtool.collab.presence import identity
 from scripts.localstack.stack import LocalStack
@@ -311,8 +310,8 @@ def test_a_node_client_reconnects_by_itself_when_the_server_drops_it(
     assert len(ids) == 1, ids
     mark = len(node_bob.events)
     # What API Gateway does after 2 hours or 10 idle minutes (DeleteConnection on the management API).
-    dropped = requests.delete(f"{stack.base_url}/@connections/{ids[0]}", timeout=10)
-    assert dropped.status_code == 204, dropped.text
+    dropped = stack.management_api().delete_connection(ConnectionId=ids[0])
+    assert dropped["ResponseMetadata"]["HTTPStatusCode"] == 204
     node_bob.send("append", text="typed during the drop. ")  # sent to a dead socket or kept for the resync
     py.append("typed while bob reconnects. ")
     node_bob.wait_event(lambda e: e.get("status") == "disconnected", start=mark, what="the drop")

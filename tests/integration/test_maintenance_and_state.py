@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
+from scripts.localstack import journal
 from scripts.localstack.stack import LocalStack
 from tests.integration.fixtures import ROOT, Api, login
 
@@ -70,6 +73,9 @@ def test_what_people_create_survives_a_restart(tmp_path: Path) -> None:
         assert created.status_code == 201
         prd_id = created.json()["id"]
         assert api.patch(f"/api/prds/{prd_id}", {"title": "Survives restarts, renamed"}).status_code == 200
+    # A clean stop folds everything into the snapshot: the journal it leaves has nothing to replay.
+    assert journal.latest_images(state / "journal", after=restore_marker(state)).images == []
+    assert (tmp_path / "state.lock").read_text() == ""  # nothing for the next start to reclaim
     with LocalStack(ROOT, port=0, state_dir=state, seed=True) as second:
         api = Api(second.base_url, login(second, "alice")["access_token"])
         prd = api.get(f"/api/prds/{prd_id}").json()
@@ -77,3 +83,27 @@ def test_what_people_create_survives_a_restart(tmp_path: Path) -> None:
         assert prd["markdown"] == "# Kept\n\nEvery word."
         titles = [p["title"] for p in api.get("/api/prds").json()["items"]]
         assert titles.count("Sample PRD: Team Calendar Sync") == 1  # seeding is idempotent
+
+
+def restore_marker(state: Path) -> int:
+    """The journal sequence number the current snapshot covers (see provision.save_state)."""
+    snapshot = state / (state / "CURRENT").read_text().strip()
+    return int(json.loads((snapshot / "journal.json").read_text())["after"])
+
+
+def test_connections_answers_the_stacks_own_credentials_only(stack: LocalStack) -> None:
+    """The functions' credentials are made up at each start; the well-known dummy does not sign."""
+    ours = stack.management_api()
+    dummy = boto3.client("apigatewaymanagementapi", endpoint_url=stack.base_url, region_name="us-east-1",
+                         aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    with pytest.raises(ours.exceptions.GoneException):  # signed: past the check, to the (unknown) connection
+        ours.get_connection(ConnectionId="nobodyHere0000=")
+    with pytest.raises(ClientError) as refused:
+        dummy.post_to_connection(ConnectionId="nobodyHere0000=", Data=b"hello")
+    unsigned = requests.delete(f"{stack.base_url}/@connections/nobodyHere0000=", timeout=30)
+
+    assert stack.credentials.secret_access_key != "testing"
+    assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert (unsigned.status_code, unsigned.headers["x-amzn-ErrorType"]) == (403, "MissingAuthenticationTokenException")

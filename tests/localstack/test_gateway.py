@@ -10,11 +10,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.auth
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -24,6 +29,11 @@ from scripts.localstack.stack import LocalStack, LoopThread, PortInUseError, Run
 from tests.localstack.fixtures.manifests import ACCOUNT_ID, REGION, function_spec, manifest
 
 pytestmark = pytest.mark.timeout(30)
+
+# What the runtime gives its functions (and so what @connections accepts): not the well-known
+# dummy "testing", which anyone on the machine could sign with.
+ACCESS_KEY = "testing"
+SECRET_KEY = "fixture-secret-not-testing"
 
 
 def route(key: str, function: str, authorizer: str | None = None) -> HttpRouteSpec:
@@ -121,8 +131,8 @@ def running_gateway(tmp_path: Path, settings: RuntimeSettings) -> Iterator[Runni
     overrides = {
         "WEBSOCKET_CALLBACK_URL": running.base_url,
         "RECORD_FILE": str(running.records),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
     }
@@ -180,9 +190,26 @@ def management(running: Running, stage: str = "") -> Any:
         "apigatewaymanagementapi",
         endpoint_url=running.base_url + stage,
         region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
     )
+
+
+def sigv4_headers(
+    running: Running,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    access_key: str = ACCESS_KEY,
+    secret_key: str = SECRET_KEY,
+    region: str = REGION,
+    service: str = "execute-api",
+) -> list[tuple[str, str]]:
+    """The headers botocore signs a request with (``Host`` is left to http.client, which sends the same)."""
+    request = AWSRequest(method=method, url=running.base_url + path, data=body)
+    SigV4Auth(Credentials(access_key, secret_key), service, region).add_auth(request)
+    return list(request.headers.items())
 
 
 # ---------------------------------------------------------------- ports
@@ -575,3 +602,62 @@ def test_idle_and_lifetime_limits_close_connections(tmp_path: Path) -> None:
         assert busy_closed.value.rcvd is not None and busy_closed.value.rcvd.code == 1001
         assert 2.4 < time.monotonic() - opened < 10.0
         assert running.records_where(lambda e: e["requestContext"].get("disconnectReason") == "Going away")
+
+
+def test_connections_answers_only_requests_signed_with_the_stacks_credentials(
+    gateway: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with gateway.ws("token=good-guarded") as ws:
+        ws.send(json.dumps({"action": "echo"}))
+        ws.recv(timeout=15)
+        (connect_event,) = gateway.records_where(
+            lambda e: (
+                e["requestContext"]["eventType"] == "CONNECT"
+                and e.get("queryStringParameters", {}).get("token") == "good-guarded"
+            )
+        )
+        path = f"/@connections/{connect_event['requestContext']['connectionId']}"
+        intruder = b"posted by someone else on this machine"
+
+        def post(headers: list[tuple[str, str]]) -> Response:
+            return call(gateway, "POST", path, headers=headers, body=intruder)
+
+        now = botocore.auth.get_current_datetime()
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now - timedelta(minutes=6))
+        expired = sigv4_headers(gateway, "POST", path, intruder)
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now + timedelta(minutes=6))
+        early = sigv4_headers(gateway, "POST", path, intruder)
+        monkeypatch.undo()
+        refusals = {
+            "unsigned": post([]),
+            "unsigned delete": call(gateway, "DELETE", path),
+            "the dummy secret": post(sigv4_headers(gateway, "POST", path, intruder, secret_key="testing")),
+            "another access key": post(sigv4_headers(gateway, "POST", path, intruder, access_key="AKIDELSEWHERE")),
+            "another region": post(sigv4_headers(gateway, "POST", path, intruder, region="eu-west-1")),
+            "another service": post(sigv4_headers(gateway, "POST", path, intruder, service="s3")),
+            "a swapped body": post(sigv4_headers(gateway, "POST", path, b"what was signed")),
+            "another path": post(sigv4_headers(gateway, "POST", path + "x", intruder)),
+            "six minutes old": post(expired),
+            "six minutes early": post(early),
+            "garbage": post([("Authorization", "AWS4-HMAC-SHA256 nonsense"), ("X-Amz-Date", "20200101T000000Z")]),
+        }
+        welcome = b"signed with the stack's credentials"
+        accepted = call(gateway, "POST", path, headers=sigv4_headers(gateway, "POST", path, welcome), body=welcome)
+        first_frame = ws.recv(timeout=15)
+
+    for why, response in refusals.items():
+        assert response.status == 403, why
+        assert set(response.json()) == {"message"}, why
+    error_types = {why: response.headers["x-amzn-ErrorType"] for why, response in refusals.items()}
+    assert error_types["unsigned"] == error_types["unsigned delete"] == "MissingAuthenticationTokenException"
+    assert refusals["unsigned"].json() == {"message": "Missing Authentication Token"}
+    assert error_types["another access key"] == "UnrecognizedClientException"
+    assert error_types["garbage"] == "IncompleteSignatureException"
+    for why in ("the dummy secret", "another region", "another service", "a swapped body", "another path"):
+        assert error_types[why] == "InvalidSignatureException", why
+    assert refusals["the dummy secret"].json()["message"].startswith("The request signature we calculated")
+    assert refusals["six minutes old"].json()["message"].startswith("Signature expired: ")
+    assert refusals["six minutes early"].json()["message"].startswith("Signature not yet current: ")
+    # Nothing of the refused requests reached the socket, which stayed open for the signed one.
+    assert accepted.status == 200
+    assert first_frame == welcome.decode()

@@ -314,9 +314,27 @@ describe('failed saves', () => {
 })
 
 describe('quality', () => {
+  it('runs under a Content-Security-Policy that refuses injected scripts and foreign loads', async () => {
+    const { page } = await visitor()
+    const response = await page.goto(`${BASE_URL}/login`)
+    const policy = response.headers()['content-security-policy'] ?? ''
+    assert.match(policy, /script-src 'self'/)
+    assert.match(policy, /frame-ancestors 'none'/)
+    await assert.rejects(page.addScriptTag({ content: 'window.injected = 1' }))
+    assert.equal(await page.evaluate(() => globalThis.injected), undefined)
+    // A style injected past every other check still cannot reach another origin.
+    const blocked = await page.evaluate(async () => await new Promise(resolve => {
+      document.addEventListener('securitypolicyviolation', e => resolve(e.violatedDirective), { once: true })
+      const div = document.createElement('div')
+      div.setAttribute('style', 'background:url(https://evil.example/x.png)')
+      document.body.append(div)
+    }))
+    assert.match(blocked, /img-src/)
+  })
+
   it('has no serious or critical axe violations on the login, list and editor screens', async () => {
     const { id } = await sharedPrd('Accessible PRD', '# Accessible\n\n## Part\n\nText.\n')
-    const { page } = await visitor()
+    const { page } = await visitor({ bypassCSP: true }) // axe is injected as an inline script
     await page.goto(`${BASE_URL}/login`)
     await page.getByLabel('Username').waitFor()
     const problems = { login: await axe(page) }
