@@ -247,6 +247,7 @@ class ApiCounter:
         self.tally = Tally()
         self._lock = threading.Lock()
         self._original: Any = None
+        self._original_call: Any = None
         self._thread = threading.current_thread()
 
     def _counts_here(self) -> bool:
@@ -272,15 +273,34 @@ class ApiCounter:
             counter._record(service, operation_name, api_params, result, started)
             return result
 
+        # The fan-out posts go through prdtool's lean management API client, not a boto3 client.
+        from prdtool.collab.poster import ConnectionsApi
+
+        original_call = ConnectionsApi._call
+
+        def counted_call(api: Any, method: str, connection_id: str, body: bytes, operation: str) -> None:
+            if not counter._counts_here():
+                return original_call(api, method, connection_id, body, operation)
+            started = time.perf_counter()
+            try:
+                return original_call(api, method, connection_id, body, operation)
+            finally:
+                counter._record("apigatewaymanagementapi", operation, {"Data": body}, {}, started)
+
         self._original = original
+        self._original_call = original_call
         self._thread = threading.current_thread()
         BaseClient._make_api_call = counted  # type: ignore[method-assign]
+        ConnectionsApi._call = counted_call  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
         from botocore.client import BaseClient
 
+        from prdtool.collab.poster import ConnectionsApi
+
         BaseClient._make_api_call = self._original  # type: ignore[method-assign]
+        ConnectionsApi._call = self._original_call  # type: ignore[method-assign]
 
     def _record(self, service: str, operation: str, params: dict[str, Any], result: Any, started: float) -> None:
         elapsed = time.perf_counter() - started

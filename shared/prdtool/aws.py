@@ -42,6 +42,11 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
     )
 
 
+def credentials() -> Any:
+    """The container's AWS credentials (botocore's object; callers freeze them per request)."""
+    return _session().get_credentials()
+
+
 @cache
 def quick_client(service: str) -> Any:
     """A client for calls made on a request's path that must never hold it up for long (the audit

@@ -13,18 +13,27 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from ..aws import client
+from ..aws import credentials
 from ..observability import MetricUnit, logger, metrics
 from ..settings import get_settings
 from . import connections
+from .poster import ConnectionsApi
 
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fanout")
 
 
-def _management() -> Any:
-    return client("apigatewaymanagementapi", endpoint_url=get_settings().websocket_callback_url)
+def _management() -> ConnectionsApi:
+    """The management API of the WebSocket API (one per container: it keeps connections alive)."""
+    settings = get_settings()
+    return _connections_api(settings.websocket_callback_url, settings.region)
+
+
+@cache
+def _connections_api(endpoint: str, region: str) -> ConnectionsApi:
+    return ConnectionsApi(endpoint, region, credentials(), max_connections=_pool._max_workers + 4)
 
 
 def _error_code(exc: Exception) -> str:
@@ -36,7 +45,7 @@ def send(connection_id: str, frames: Sequence[str]) -> bool:
     api = _management()
     try:
         for frame in frames:
-            api.post_to_connection(ConnectionId=connection_id, Data=frame.encode())
+            api.post(connection_id, frame.encode())
     except Exception as exc:
         if _error_code(exc) == "GoneException":
             connections.remove(connection_id)
@@ -54,8 +63,8 @@ def close(connection_id: str, notice: Mapping[str, Any] | None = None) -> None:
     api = _management()
     try:
         if notice is not None:
-            api.post_to_connection(ConnectionId=connection_id, Data=json.dumps(notice, separators=(",", ":")).encode())
-        api.delete_connection(ConnectionId=connection_id)
+            api.post(connection_id, json.dumps(notice, separators=(",", ":")).encode())
+        api.delete(connection_id)
     except Exception as exc:
         if _error_code(exc) != "GoneException":
             raise
