@@ -8,6 +8,7 @@
     python -m scripts.bench collab-latency     # edit -> peer latency, ours against the reference servers
     python -m scripts.bench cost               # $ per 1M edits (measures collab-calls first)
     python -m scripts.bench security           # authorizer per token, rate-limit calls, audit overhead
+    python -m scripts.bench hostile            # time and memory to refuse hostile Yjs updates
     python -m scripts.bench audit              # audit record() per request and writer throughput (local stack)
     python -m scripts.bench web-latency        # keystroke -> peer browser latency, time to interactive editor
 
@@ -26,7 +27,8 @@ from typing import Any
 
 from . import imports
 
-NAMES = ("imports", "security", "audit", "web-latency", "collab-latency", "collab-calls", "cost", "collab-open")
+NAMES = ("imports", "hostile", "security", "audit", "web-latency", "collab-latency", "collab-calls", "cost",
+         "collab-open")
 
 
 def _section(title: str, body: str, started: float, command: str) -> None:
@@ -56,13 +58,19 @@ def main(argv: list[str] | None = None) -> None:
     if "imports" in chosen:
         started = time.monotonic()
         _section("Cold start: handler import time", imports.main(), started, "python -m scripts.bench imports")
+    if "hostile" in chosen:
+        from . import hostile
+
+        started = time.monotonic()
+        _section("Hostile updates: what refusing each costs", hostile.main(), started,
+                 "python -m scripts.bench hostile")
     if "security" in chosen:
         from . import security
 
         started = time.monotonic()
         _section("Security: authorizer, rate limiting, audit", security.main(), started,
                  "python -m scripts.bench security")
-    collab = [n for n in chosen if n not in ("imports", "security")]
+    collab = [n for n in chosen if n not in ("imports", "hostile", "security")]
     if collab:
         _run_collab(collab, args.history)
     print(f"<!-- total {time.monotonic() - began:.0f} s -->")
