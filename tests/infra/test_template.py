@@ -84,16 +84,19 @@ def test_every_model_has_a_table_and_every_table_a_model() -> None:
 
 @pytest.mark.parametrize("model", registered_models(), ids=lambda m: m.__name__)
 def test_table_schema_matches_the_model(model: Any) -> None:
+    """Each model's keys are its table's; the models sharing a table (items of several kinds in one
+    table) together declare exactly the table's attributes and indexes."""
     resource = RESOURCES[_env_table_resources()[model.Meta.settings_attr.upper()]]["Properties"]
     schema = model._get_schema()
+    sharing = [m._get_schema() for m in registered_models() if m.Meta.settings_attr == model.Meta.settings_attr]
     def keys(ks: list[dict[str, str]]) -> list[tuple[str, str]]:
         return sorted(((k["AttributeName"], k["KeyType"]) for k in ks), key=lambda k: k[1])  # HASH first
     assert keys(resource["KeySchema"]) == keys(schema["key_schema"])
-    model_attrs = {(a["AttributeName"], a["AttributeType"]) for a in schema["attribute_definitions"]}
+    model_attrs = {(a["AttributeName"], a["AttributeType"]) for sch in sharing for a in sch["attribute_definitions"]}
     template_attrs = {(a["AttributeName"], a["AttributeType"]) for a in resource["AttributeDefinitions"]}
     assert template_attrs == model_attrs
     model_gsis = {g["index_name"]: (keys(g["key_schema"]), g["projection"]["ProjectionType"])
-                  for g in schema["global_secondary_indexes"]}
+                  for sch in sharing for g in sch["global_secondary_indexes"]}
     template_gsis = {g["IndexName"]: (keys(g["KeySchema"]), g["Projection"]["ProjectionType"])
                      for g in resource.get("GlobalSecondaryIndexes", [])}
     assert template_gsis == model_gsis
@@ -138,6 +141,34 @@ def test_websocket_path_does_not_import_fastapi(function: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+# Packages a handler's init (importing its module) must not load: each is imported on first use by
+# the requests that need it (docs/benchmarks.md, "Cold start").  pycrdt: only document frames and
+# PRD use cases that touch content; jose/cryptography: only a token verification; FastAPI and
+# pydantic: never on the WebSocket path; pynamodb: the health routes read no table (only the rate
+# limit of the first request does).
+_HTTP_LAZY = ("pycrdt", "jose", "cryptography")
+_LAZY_AT_INIT = {
+    "websocket": ("fastapi", "starlette", "mangum", "pydantic", "pycrdt", "anyio", "jose", "cryptography",
+                  "prdtool.collab.store", "prdtool.audit.recorder", "prdtool.prds.access", "prdtool.auth.revocation"),
+    "authorizer": ("fastapi", "starlette", "mangum", "pydantic", "pycrdt", "jose", "cryptography"),
+    "auth": _HTTP_LAZY,
+    "prds": (*_HTTP_LAZY, "prdtool.collab.store", "prdtool.collab.live"),
+    "health": (*_HTTP_LAZY, "pynamodb"),
+    "audit": _HTTP_LAZY,
+}
+
+
+@pytest.mark.parametrize("function", sorted(_LAZY_AT_INIT))
+def test_handler_init_leaves_heavy_packages_for_first_use(function: str) -> None:
+    lazy = _LAZY_AT_INIT[function]
+    code = (f"import sys; sys.path[:0] = [{str(ROOT / 'functions' / function)!r}, {str(ROOT / 'shared')!r}]; "
+            f"import app; print(' '.join(m for m in {lazy!r} if m in sys.modules))")
+    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [], f"{function}'s init imports {out.stdout.split()}: import them where used"
 
 
 def test_translated_template_has_no_cloudformation_errors() -> None:

@@ -22,13 +22,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from jose import jwt
-from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
-
 from ..errors import DependencyFailed, Unauthenticated
 from ..observability import logger
 from ..settings import Settings, get_settings
 from .principal import Principal, plan_of
+
+# python-jose (and the cryptography backend it loads, ~35 ms of import together) is imported by
+# the first verification, not here: most routes of the functions that import this module never
+# verify a token themselves (the auth function's /me, /keys and /logout trust the authorizer's
+# context; only /login and /refresh verify), and the authorizer verifies none for an API key.
 
 JwksFetcher = Callable[[str], dict[str, Any]]
 
@@ -132,6 +134,9 @@ class TokenVerifier:
         return self._verify_uncached(token, verify_exp=False)
 
     def _verify_uncached(self, token: str, *, verify_exp: bool = True) -> Principal:
+        from jose import jwt  # lazy: see the note under the imports
+        from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
+
         try:
             header = jwt.get_unverified_header(token)
         except JWTError as exc:

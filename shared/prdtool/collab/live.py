@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from ..auth.policy import Action, Role, allowed
 from ..observability import logger
-from . import connections, relay, store, writequeue
+from . import connections, relay, writequeue
 from .protocol import SyncUpdate, encode_frames, encode_message
+
+# ``store`` (and with it pycrdt, ~25 ms of import) is imported by apply_server_update only: the
+# WebSocket handler imports this module to close sessions, which never touches a document.
 
 
 def apply_server_update(prd_id: str, update: bytes, *, origin: str) -> None:
     """Store ``update`` durably, then relay it (best effort: a client that misses the relay gets
     it at its next sync, because it is stored first)."""
+    from . import store  # lazy: see the imports
+
     _, new = store.append_update(prd_id, update, origin=origin)
     if not new:
         return

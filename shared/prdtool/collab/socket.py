@@ -30,13 +30,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pycrdt import Doc
-
 from ..auth.policy import Action, Role, allowed
 from ..auth.principal import Principal
 from ..observability import MetricUnit, logger, metrics
 from ..settings import get_settings
-from . import chunks, connections, limits, live, presence, relay, store, writequeue
+from . import chunks, connections, limits, live, presence, relay, writequeue
 from .protocol import (
     Awareness,
     AwarenessEntry,
@@ -54,6 +52,11 @@ from .protocol import (
     parse_frame,
 )
 from .updates import UnsafeUpdate, inspect_update
+
+# Not imported here: pycrdt and ``store`` (which imports it), about 25 ms of this handler's ~200 ms
+# of import (pycrdt loads anyio too; more on a loaded machine).  Only frames that carry or ask for
+# a document need them (sync step 1 and updates); $connect, $disconnect, pings and presence never
+# do.  The first such frame in a container imports them; Python caches the modules for the rest.
 
 # Past this many uncompacted updates, opening the document asks for a compaction right away.
 COMPACT_WHEN_PENDING = 500
@@ -336,6 +339,8 @@ def handle_message(session: Session, data: bytes, *, ack: Any = None) -> None:
 
 
 def _answer_sync_step1(session: Session, state_vector: bytes) -> None:
+    from . import store  # lazy: pycrdt (see the imports)
+
     stored = store.read(session.prd_id)
     try:
         missing = stored.update_since(state_vector)
@@ -354,6 +359,8 @@ def _validate_update(update: bytes) -> None:
         inspect_update(update)
     except UnsafeUpdate as exc:
         raise FrameRejected(exc.code, f"{exc.message}; nothing was saved") from None
+    from pycrdt import Doc  # lazy: see the imports
+
     try:
         Doc().apply_update(update)
     except ValueError:
@@ -368,6 +375,8 @@ def _ensure_room(prd_id: str, size: int) -> None:
     since the last compaction are not seen, so the document can overshoot by a few seconds of
     traffic, never by more.
     """
+    from . import store  # lazy: pycrdt (see the imports)
+
     now = time.monotonic()
     known = _document_bytes.get(prd_id)
     if known is None or known[0] <= now:
@@ -395,6 +404,8 @@ def _accept_update(session: Session, update: bytes, as_update_message: bytes, *,
         raise FrameRejected("read_only", f"your role ({role}) may not edit this PRD; the change was not saved")
     _validate_update(update)
     _ensure_room(session.prd_id, len(update))
+    from . import store  # lazy: pycrdt (see the imports)
+
     _, new = store.append_update(session.prd_id, update, origin=session.username)
     _ack(session, ack)
     if not new:

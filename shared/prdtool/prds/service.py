@@ -20,7 +20,6 @@ from .. import events
 from ..auth import provider
 from ..auth.policy import Action, Role
 from ..auth.principal import Principal
-from ..collab import document, live, store
 from ..errors import Conflict, Forbidden, NotFound, Unprocessable
 from ..ids import ulid
 from ..observability import logger
@@ -30,6 +29,11 @@ from . import templates
 from .access import authorize as _authorize
 from .access import member_role
 from .models import MemberModel, PrdModel
+
+# The collaboration modules (``collab.document``, ``store`` and ``live``: pycrdt, the relay and the
+# connections table, ~20 ms of import) are imported by the use cases that touch a document or its
+# live editors (create, read, rename, delete, role changes), not here: listing PRDs and members,
+# the templates, and the write queue's record_content_change never need them.
 
 STATUSES = ("draft", "in_review", "approved", "archived")
 
@@ -80,6 +84,8 @@ def create_prd(principal: Principal, *, title: str, template: str = "blank",
     prd_id = ulid()
     content = markdown if markdown is not None else templates.render(template, title)
     meta = {"title": title, "status": "draft", "owner": principal.username, "created_at": now}
+    from ..collab import document, store  # lazy: see the imports
+
     # The document first: if the transaction below fails, an orphan document is harmless (GC
     # removes it); the reverse order could leave a PRD without content.
     store.create(prd_id, document.new_document(content, meta), origin=principal.username)
@@ -114,6 +120,8 @@ def list_prds(principal: Principal, *, scope: str = "mine") -> list[dict[str, An
 
 def get_prd(principal: Principal, prd_id: str) -> dict[str, Any]:
     """Metadata plus the current Markdown (snapshot + every stored update)."""
+    from ..collab import document, store  # lazy: see the imports
+
     prd, role = _authorize(prd_id, principal, Action.READ)
     stored = store.read(prd_id)
     return {
@@ -146,6 +154,8 @@ def update_prd(principal: Principal, prd_id: str, *, title: str | None = None,
             raise NotFound("PRD not found") from exc
         raise
     # Mirror the change into Y.Map("meta") as an incremental edit, so live clients see it.
+    from ..collab import document, live, store  # lazy: see the imports
+
     stored = store.read(prd_id)
     update = document.meta_update(stored.doc, changes)
     if update:
@@ -172,6 +182,8 @@ def delete_prd(principal: Principal, prd_id: str) -> None:
             raise NotFound("PRD not found") from exc
         raise
     events.publish(events.PRD_DELETED, {"prd_id": prd_id, "title": prd.title}, actor=principal.username)
+    from ..collab import live  # lazy: see the imports
+
     try:  # open editors are told and closed now; their next frame would be refused anyway
         live.prd_deleted(prd_id)
     except Exception:
@@ -241,6 +253,8 @@ def put_member(principal: Principal, prd_id: str, username: str, role: str) -> d
 
 def _tell_live_sessions(prd_id: str, username: str, role: str | None) -> None:
     """Open editors learn their new role at once (the socket enforces it within seconds anyway)."""
+    from ..collab import live  # lazy: see the imports
+
     try:
         live.role_changed(prd_id, username, role)
     except Exception:
