@@ -142,7 +142,8 @@ def _current_rights(session: Session, event: Mapping[str, Any]) -> Session:
         principal = Principal.from_context(authorizer)
         role, verdict = None, "revoked"
         if principal is not None and _credentials_valid(principal):
-            role, verdict = _member_role(session.prd_id, principal)
+            connected_at = int((event.get("requestContext") or {}).get("connectedAt") or 0)
+            role, verdict = _member_role(session.prd_id, principal, connected_at)
         if len(_rechecked) > 20_000:
             _rechecked.clear()
         _rechecked[session.connection_id] = (now + get_settings().ws_recheck_seconds, role, verdict)
@@ -169,19 +170,28 @@ def _credentials_valid(principal: Principal) -> bool:
     return True
 
 
-def _member_role(prd_id: str, principal: Principal) -> tuple[Role | None, str]:
-    """(the caller's role, "ok"), or (None, "deleted") when the PRD no longer exists."""
-    from ..errors import NotFound
-    from ..prds.access import caller_role, load_prd  # the PRD package's small public lookups
+# PRD id -> (monotonic time until which it holds, epoch ms when it was read, the PRD is live,
+# {username: role}): one read of the PRD and one of its members per PRD and container every
+# ws_recheck_seconds, shared by all of the PRD's connections in the container (not two reads per
+# connection).  A connection opened after the read refreshes it: its authorizer saw newer rights.
+_prd_rights: dict[str, tuple[float, int, bool, dict[str, Role]]] = {}
 
-    role = caller_role(prd_id, principal)
-    if role is None and not principal.is_admin:
-        return None, "ok"
-    try:
-        load_prd(prd_id)
-    except NotFound:
+
+def _member_role(prd_id: str, principal: Principal, connected_at_ms: int = 0) -> tuple[Role | None, str]:
+    """(the caller's role, "ok"), or (None, "deleted") when the PRD no longer exists."""
+    from ..prds.access import live_roles  # the PRD package's small public lookup
+
+    now = time.monotonic()
+    known = _prd_rights.get(prd_id)
+    if known is None or known[0] <= now or known[1] <= connected_at_ms:
+        if len(_prd_rights) > 10_000:
+            _prd_rights.clear()
+        read_at = int(time.time() * 1000)
+        live, roles = live_roles(prd_id)
+        known = _prd_rights[prd_id] = (now + get_settings().ws_recheck_seconds, read_at, live, roles)
+    if not known[2]:
         return None, "deleted"
-    return role, "ok"
+    return (known[3].get(principal.username) if principal.may_reach(prd_id) else None), "ok"
 
 
 def _flooding(connection_id: str) -> tuple[bool, bool]:

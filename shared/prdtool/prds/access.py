@@ -32,6 +32,18 @@ def member_role(prd_id: str, username: str) -> Role | None:
         return None
 
 
+def live_roles(prd_id: str) -> tuple[bool, dict[str, Role]]:
+    """Whether the PRD exists and is not deleted, and every member's role (two reads: the PRD and
+    one query of its members) — what an open connection's periodic recheck needs."""
+    if not is_ulid(prd_id):
+        return False, {}
+    try:
+        load_prd(prd_id)
+    except NotFound:
+        return False, {}
+    return True, {m.username: Role(m.role) for m in MemberModel.query(prd_id, consistent_read=True)}
+
+
 def caller_role(prd_id: str, principal: Principal) -> Role | None:
     """The caller's role on a PRD, or None: not a member, not a PRD id, or outside the scope of the
     API key the caller used.  (The PRD itself is not read.)"""
