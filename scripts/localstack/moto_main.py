@@ -24,6 +24,13 @@ the last snapshot and replayed the journal, so a restore is not journaled again.
 and Cognito are not journaled: the snapshots do not keep them either (queues are transient, users
 are seeded), so after a crash the stack comes back as it would after a clean stop.
 
+``--door PATH`` also serves the Lambda workers' DynamoDB, SQS and EventBridge calls over a unix
+socket (``door.py``; :class:`MotoDoor`): the same requests, dispatched to the same moto handlers
+with the same request object moto's server builds, so the same locks, journal and serializer apply
+(both hooks sit below the transport: the DynamoDB handler's methods and the S3 backend's).  S3 and
+everything else stay on HTTP.  ``moto_fast`` (an exact fast path for the DynamoDB serializer) is
+installed for both.
+
 ``--lifeline-fd`` makes the server exit when the orchestrator is gone (``worker_main.exit_with_parent``);
 ``--stack-id`` marks the process for ``stack.StackLock``.
 """
@@ -33,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -41,6 +49,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from scripts.localstack.door import MOTO_SERVICES, BlockingDoorServer, DoorRequest, DoorResponse, sigv4_scope
 from scripts.localstack.journal import Image, ItemImage, JournalWriter, ObjectImage
 
 _lock = threading.Lock()
@@ -210,6 +219,13 @@ def install_journal(journal: JournalWriter) -> None:
     _track_s3_writes()
 
 
+def _journal_touched_objects(journal: JournalWriter | None) -> None:
+    """Journal the S3 objects the request that just ran on this thread touched (HTTP or door)."""
+    touched = _take_touched()
+    if touched and journal is not None:
+        journal.append(lambda: _object_images(touched))
+
+
 class JournaledApp:
     """moto's WSGI app, plus the journal's control endpoint and the S3 images taken at each request's end."""
 
@@ -225,9 +241,7 @@ class JournaledApp:
         finally:
             # Before the response leaves (werkzeug sends it once this returns).  A failure to
             # write raises: the request then fails with 500 instead of being acknowledged.
-            touched = _take_touched()
-            if touched and self._journal is not None:
-                self._journal.append(lambda: _object_images(touched))
+            _journal_touched_objects(self._journal)
 
     def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         journal = self._journal
@@ -249,6 +263,135 @@ class JournaledApp:
         return [body]
 
 
+# ---------------------------------------------------------------- the door
+
+
+_AWS_HOSTS = {
+    # The host a request to each door-served service has in AWS, which is what moto's URL patterns
+    # match (as moto's server infers it from the signing name: ``infer_service_region_host``).
+    "dynamodb": "dynamodb.{region}.amazonaws.com",
+    "sqs": "sqs.{region}.amazonaws.com",
+    "events": "events.{region}.amazonaws.com",
+}
+_STREAMS_HOST = "streams.dynamodb.{region}.amazonaws.com"  # DynamoDB Streams signs as "dynamodb" too
+
+
+class MotoDoor:
+    """Serves the door's requests (``door.py``) with moto's own handlers, as its server would.
+
+    It does what ``moto.core.botocore_stubber.BotocoreStubber.process_request`` does — find the
+    service's backend by the URL the request has in AWS (rebuilt from the SigV4 scope, as moto's
+    server does from the same header), pick the handler by moto's URL patterns, call it with moto's
+    normalised ``Request`` — with one difference that keeps the answers identical to the HTTP
+    path's: the handler gets the request's *real* URL (``http://127.0.0.1:<port>/...``, from its
+    ``Host`` header), not the AWS one.  Answers embed it: SQS builds every ``QueueUrl`` from it, so
+    through the stubber a ``CreateQueue`` would answer ``https://sqs.<region>.amazonaws.com/...``
+    where the HTTP path answers the local URL.  Region and account come from the ``Authorization``
+    header in both paths (no region in a loopback URL).
+
+    Errors come back as over HTTP: moto's error exceptions become their status, headers and body;
+    a ``ClientError`` raised inside a handler becomes the 400 moto's Flask wrapper answers; anything
+    else becomes a 500 (``BlockingDoorServer``), where werkzeug would also answer 500.  The response
+    gets the ``Content-Type``/``Content-Length`` Flask would add.  Each request ends, like an HTTP
+    one, by journaling the S3 objects it touched (none, for the services served here; DynamoDB
+    writes are journaled by the handler's own lock wrapper).
+    """
+
+    def __init__(self, journal: JournalWriter | None, services: frozenset[str] = MOTO_SERVICES) -> None:
+        unknown = services - _AWS_HOSTS.keys()
+        if unknown:
+            raise ValueError(f"the moto door cannot serve {sorted(unknown)}")
+        self._journal = journal
+        self._services = services
+        self._routes: dict[str, list[tuple[re.Pattern[str], Callable[..., Any]]]] = {}  # by AWS host
+        self._routes_lock = threading.Lock()
+
+    def __call__(self, request: DoorRequest) -> DoorResponse:
+        from botocore.exceptions import ClientError
+        from moto.core.exceptions import HTTPException
+        from moto.core.request import Request
+        from moto.moto_api import recorder
+        from werkzeug.datastructures import Headers
+
+        scope = sigv4_scope(request.header("Authorization"))
+        if scope is None or scope[1] not in self._services:
+            # Never sent by the workers' transport, which routes by the same rule.
+            served = ", ".join(sorted(self._services))
+            refusal = {"message": f"the moto door serves only SigV4-signed requests of {served}"}
+            return _door_answer(400, {"Content-Type": "application/json"}, json.dumps(refusal))
+        region, service = scope
+        template = _AWS_HOSTS[service]
+        if service == "dynamodb" and (request.header("X-Amz-Target") or "").startswith("DynamoDBStreams"):
+            template = _STREAMS_HOST
+        handler = self._handler(template.format(region=region), request.path)
+        if handler is None:
+            return _door_answer(404, {}, "Not yet implemented")  # what the stubber answers
+        host = request.header("Host") or "localhost"
+        moto_request = Request.from_primitives(
+            request.method, f"http://{host}{request.target}", Headers(request.headers), request.body
+        )
+        try:
+            recorder._record_request(moto_request)
+            status, headers, body = handler(moto_request, moto_request.raw_url, dict(moto_request.headers))
+        except HTTPException as exc:
+            status, headers, body = exc.code or 500, exc.get_headers(), exc.get_body()
+        except ClientError as exc:  # moto's Flask wrapper answers these with 400 and the message
+            status, headers, body = 400, {}, exc.response["Error"]["Message"]
+        finally:
+            _journal_touched_objects(self._journal)
+        return _door_answer(status, headers, body, head=request.method == "HEAD")
+
+    def _handler(self, host: str, path: str) -> Callable[..., Any] | None:
+        """The moto handler for a request to ``https://{host}{path}`` (AWS's URL, no query), found
+        as the stubber finds it: the routes of each backend whose URL pattern matches, in moto's
+        order, the first route that matches winning (None: the stubber's 404)."""
+        aws_url = f"https://{host}{path}"
+        routes = self._routes.get(host)
+        if routes is None:
+            import moto.backend_index as backend_index
+
+            # The stubber tries ~300 backend patterns on every request.  They are moto's URL bases
+            # (scheme and host), so which backends match depends on the host alone: found once.
+            routes = [
+                route
+                for name, pattern in backend_index.backend_url_patterns
+                if pattern.match(aws_url)
+                for route in self._backend_routes(name)
+            ]
+            with self._routes_lock:
+                self._routes[host] = routes
+        return next((handler for url_pattern, handler in routes if url_pattern.match(aws_url)), None)
+
+    @staticmethod
+    def _backend_routes(name: str) -> list[tuple[re.Pattern[str], Callable[..., Any]]]:
+        import moto.backends as backends
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.core.base_backend import BackendDict
+
+        backend_dict = backends.get_backend(name)  # type: ignore[call-overload]
+        if isinstance(backend_dict, BackendDict):
+            regions = backend_dict[DEFAULT_ACCOUNT_ID]
+            backend = regions["us-east-1"] if "us-east-1" in regions else regions["aws"]
+        else:
+            backend = backend_dict["global"]
+        # moto builds this dict (and the stubber compiles its patterns) on every request.
+        return [(re.compile(url), handler) for url, handler in backend.urls.items()]
+
+
+def _door_answer(status: Any, headers: Any, body: Any, *, head: bool = False) -> DoorResponse:
+    """A moto handler's (status, headers, body) as the bytes Flask would have put on the wire."""
+    if isinstance(status, str):
+        status = int(status.split()[0])
+    pairs = [(str(k), str(v)) for k, v in (headers.items() if hasattr(headers, "items") else headers)]
+    data = body.encode() if isinstance(body, str) else bytes(body or b"")
+    names = {name.lower() for name, _ in pairs}
+    if "content-type" not in names:
+        pairs.append(("Content-Type", "text/html; charset=utf-8"))  # Flask's default mimetype
+    if "content-length" not in names:
+        pairs.append(("Content-Length", str(len(data))))
+    return DoorResponse(int(status), pairs, b"" if head else data)
+
+
 def _exit(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)  # as moto's own server does on SIGINT and SIGTERM
 
@@ -260,6 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--journal", type=Path, help="journal directory (journaling starts when asked)")
     parser.add_argument("--lifeline-fd", type=int, help="exit when this pipe reaches end-of-file")
     parser.add_argument("--stack-id", help="marks the process as part of one start of the local stack")
+    parser.add_argument("--door", help="also serve the workers' DynamoDB/SQS/EventBridge calls on this unix socket")
     args = parser.parse_args(argv)
     if args.lifeline_fd is not None:
         from scripts.localstack.worker_main import exit_with_parent
@@ -269,24 +413,32 @@ def main(argv: list[str] | None = None) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
 
+    from scripts.localstack import moto_fast
+
     make_s3_conditional_writes_atomic()
     make_dynamodb_writes_atomic()
+    moto_fast.install()
     journal = JournalWriter(args.journal) if args.journal else None
     if journal is not None:
         install_journal(journal)
+    door = BlockingDoorServer(args.door, MotoDoor(journal), name="moto-door") if args.door else None
     # What moto.server.main does, with the journal around moto's app.
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGINT, _exit)
     signal.signal(signal.SIGTERM, _exit)
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # type: ignore[attr-defined]
-    run_simple(
-        args.host,
-        args.port,
-        JournaledApp(app, journal),
-        threaded=True,
-        request_handler=MotoRequestHandler,
-    )
+    try:
+        run_simple(
+            args.host,
+            args.port,
+            JournaledApp(app, journal),
+            threaded=True,
+            request_handler=MotoRequestHandler,
+        )
+    finally:
+        if door is not None:
+            door.close()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ short.  Every child process (moto, the Lambda workers) exits when this process d
 ends (``workers.lifeline_fd``), and :class:`StackLock` keeps one stack per state folder and clears
 away what a killed one may have left.
 
+The functions reach moto (DynamoDB, SQS, EventBridge) and ``@connections`` through unix-socket
+doors (``door.py``) in a private directory this process creates (mode 0700) and removes at stop,
+unless ``LOCAL_DOORS=0``; the same requests, without loopback HTTP's cost in three processes.
+
 ``Runtime`` is the part that executes a manifest; tests drive it with hand-built manifests and no
 moto at all, through ``LoopThread``.
 """
@@ -36,6 +40,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -51,7 +56,7 @@ from scripts.localstack.manifest import Manifest
 from scripts.localstack.pollers import SqsPollers
 from scripts.localstack.seed import seed
 from scripts.localstack.timers import Timers
-from scripts.localstack.workers import DEFAULT_MAX_CONCURRENCY, WorkerPool, lifeline_fd
+from scripts.localstack.workers import DEFAULT_MAX_CONCURRENCY, WorkerDoors, WorkerPool, lifeline_fd
 
 log = logging.getLogger("localstack.stack")
 
@@ -66,6 +71,7 @@ SNAPSHOT_SECONDS = 300.0
 MOTO_START_SECONDS = 30.0
 RECLAIM_SECONDS = 10.0
 LIFELINE_GRACE_SECONDS = 3.0
+DOOR_DIR_PREFIX = "prdtool-doors-"
 
 
 class StackError(RuntimeError):
@@ -84,6 +90,8 @@ class RuntimeSettings:
     schedule_scale: float = 1.0  # LOCAL_SCHEDULE_SCALE: multiplies schedule periods
     ws_idle_seconds: float = WS_IDLE_SECONDS  # LOCAL_WS_IDLE_SECONDS
     ws_max_seconds: float = WS_MAX_SECONDS  # LOCAL_WS_MAX_SECONDS
+    # LOCAL_DOORS: the workers reach moto and @connections over unix sockets (door.py); 0 for HTTP.
+    doors: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> RuntimeSettings:
@@ -92,7 +100,21 @@ class RuntimeSettings:
             schedule_scale=_positive(environ, "LOCAL_SCHEDULE_SCALE", float, 1.0),
             ws_idle_seconds=_positive(environ, "LOCAL_WS_IDLE_SECONDS", float, WS_IDLE_SECONDS),
             ws_max_seconds=_positive(environ, "LOCAL_WS_MAX_SECONDS", float, WS_MAX_SECONDS),
+            doors=_switch(environ, "LOCAL_DOORS", True),
         )
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _switch(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    text = environ.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise StackError(f"{name} must be 1 or 0, got {environ[name]!r}")
 
 
 def _positive[N: (int, float)](environ: Mapping[str, str], name: str, kind: type[N], default: N) -> N:
@@ -119,13 +141,18 @@ class Runtime:
         settings: RuntimeSettings,
         static_dir: Path | None = None,
         stack_id: str | None = None,
+        doors: WorkerDoors | None = None,
     ) -> None:
+        """``doors``: the unix sockets the workers use (``door.py``); its ``gateway`` path is served
+        here, by the gateway; its ``moto`` one by the moto server.  None: everything over HTTP."""
         self.pool = WorkerPool(
             manifest["functions"],
             env_overrides=env_overrides,
             max_concurrency=settings.max_concurrency,
             stack_id=stack_id,
+            doors=doors,
         )
+        self._doors = doors
         self.timers = Timers(manifest, self.pool, scale=settings.schedule_scale)
         self.pollers = SqsPollers(manifest, self.pool)
         self.gateway = Gateway(
@@ -140,7 +167,7 @@ class Runtime:
         )
 
     async def start(self, sock: socket.socket) -> None:
-        await self.gateway.start(sock)
+        await self.gateway.start(sock, door_path=self._doors.gateway if self._doors is not None else None)
         await self.pollers.start()
         await self.timers.start()
 
@@ -218,15 +245,26 @@ class MotoServer:
     With ``journal_dir`` it journals writes once :meth:`start_journal` is called (``journal.py``).
     """
 
-    def __init__(self, port: int = 0, *, journal_dir: Path | None = None, stack_id: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        journal_dir: Path | None = None,
+        stack_id: str | None = None,
+        door_path: str | None = None,
+    ) -> None:
+        """``door_path``: also serve the workers' DynamoDB/SQS/EventBridge calls on this unix socket."""
         port = port or _reserve_free_port()
         self.url = f"http://{HOST}:{port}"
         self.journal_dir = journal_dir
+        self.door_path = door_path
         lifeline = lifeline_fd()
         command = [sys.executable, "-m", "scripts.localstack.moto_main", "-H", HOST, "-p", str(port)]
         command += ["--lifeline-fd", str(lifeline)]  # it exits when this process does, however
         if journal_dir is not None:
             command += ["--journal", str(journal_dir)]
+        if door_path is not None:
+            command += ["--door", door_path]
         if stack_id is not None:
             command += ["--stack-id", stack_id]
         self._process = subprocess.Popen(
@@ -363,6 +401,9 @@ class StackLock:
         return info if isinstance(info, dict) else {}
 
     def _reclaim(self, previous: dict[str, Any]) -> None:
+        door_dir = Path(str(previous.get("door_dir") or ""))
+        if door_dir.name.startswith(DOOR_DIR_PREFIX) and door_dir.is_dir():
+            shutil.rmtree(door_dir, ignore_errors=True)  # the doors' sockets of a killed stack
         leftovers = _processes_marked(str(previous["token"]))
         # Right after a crash its children may still be on their way out (the lifeline): let them.
         deadline = time.monotonic() + LIFELINE_GRACE_SECONDS
@@ -464,6 +505,7 @@ class LocalStack:
         self._loop: LoopThread | None = None
         self._runtime: Runtime | None = None
         self._autosave: concurrent.futures.Future[Any] | None = None
+        self._door_dir: Path | None = None  # the doors' private directory (LOCAL_DOORS)
         self._save_lock = threading.Lock()
         self._last_save = time.monotonic()
         # Set once the saved state is fully back in moto: a start that fails half-way through the
@@ -530,7 +572,10 @@ class LocalStack:
         moto_port = self.moto_port if self.moto_port is not None else (port + 1 if self.port else 0)
         if moto_port and not _check_port_free(moto_port):
             raise _port_error(moto_port, "MOTO_PORT", " (moto)")
-        self._moto = MotoServer(moto_port, journal_dir=self.journal_dir, stack_id=self.stack_id)
+        doors = self._make_doors() if self.settings.doors else None
+        self._moto = MotoServer(
+            moto_port, journal_dir=self.journal_dir, stack_id=self.stack_id, door_path=doors.moto if doors else None
+        )
         self.moto_url = self._moto.url
         if self._lock is not None:
             self._lock.record(port=port, moto_url=self.moto_url, moto_pid=self._moto.pid)
@@ -561,14 +606,30 @@ class LocalStack:
         overrides = self.local_overrides(manifest, port)
         static_dir = self.repo_root / "web" / "dist"
         self._loop = LoopThread()
-        self._runtime = self._loop.run(self._start_runtime(manifest, overrides, static_dir, sock))
+        self._runtime = self._loop.run(self._start_runtime(manifest, overrides, static_dir, sock, doors))
         if self.state_dir is not None:
             self._autosave = self._loop.spawn(self._autosave_forever())
         if self._seed:
             seed(self)
 
+    def _make_doors(self) -> WorkerDoors:
+        """The doors' socket paths, in a directory only this user can enter (``mkdtemp``: 0700).
+
+        A short path under the system's temporary folder, not the state folder: a unix socket's path
+        is limited to about 100 bytes, and the state folder may be anywhere.
+        """
+        self._door_dir = Path(tempfile.mkdtemp(prefix=DOOR_DIR_PREFIX))
+        if self._lock is not None:
+            self._lock.record(door_dir=str(self._door_dir))  # a killed stack's is removed by the next
+        return WorkerDoors(moto=str(self._door_dir / "moto.sock"), gateway=str(self._door_dir / "connections.sock"))
+
     async def _start_runtime(
-        self, manifest: Manifest, overrides: Mapping[str, str], static_dir: Path, sock: socket.socket
+        self,
+        manifest: Manifest,
+        overrides: Mapping[str, str],
+        static_dir: Path,
+        sock: socket.socket,
+        doors: WorkerDoors | None,
     ) -> Runtime:
         try:
             runtime = Runtime(
@@ -577,6 +638,7 @@ class LocalStack:
                 settings=self.settings,
                 static_dir=static_dir,
                 stack_id=self.stack_id,
+                doors=doors,
             )
         except ValueError as exc:  # a manifest feature the runtime does not emulate
             raise StackError(f"template.yaml cannot run locally: {exc}") from exc
@@ -665,6 +727,9 @@ class LocalStack:
                 log.error("saving the local state failed: %s", exc)
             self._moto.stop()
             self._moto = None
+        if self._door_dir is not None:
+            shutil.rmtree(self._door_dir, ignore_errors=True)
+            self._door_dir = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None

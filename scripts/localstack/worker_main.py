@@ -11,6 +11,12 @@ handler prints goes to the parent as plain log output and cannot corrupt a resul
 length-prefixed JSON (see :func:`encode_frame`).  Only the standard library is used here so the
 child imports nothing from this repository.
 
+With ``--moto-door`` / ``--gateway-door`` (``workers.py`` passes them unless ``LOCAL_DOORS=0``) the
+process carries its botocore traffic to moto and to ``@connections`` over unix sockets instead of
+loopback HTTP (``door.py``): only ``URLLib3Session.send`` is replaced, when botocore is first
+imported, so everything the function's code and botocore do above the transport is unchanged.
+``door.py`` is loaded by path, under a private name: the function's ``sys.path`` stays as in Lambda.
+
 The process exits as soon as the orchestrator is gone, however it ended (``--lifeline-fd``, see
 :func:`exit_with_parent`), even in the middle of an invocation: a ``kill -9`` of ``make dev`` must
 not leave workers behind.  ``--stack-id`` only marks the process as part of one start of the local
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import decimal
 import importlib
+import importlib.util
 import json
 import os
 import socket
@@ -31,6 +38,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 FRAME_HEADER = struct.Struct(">I")
@@ -184,6 +193,35 @@ class _Channel:
         return bytes(buffer)
 
 
+def _load_door_module() -> ModuleType:
+    """``door.py`` from beside this file, without adding the repository to ``sys.path``."""
+    name = "_localstack_door"
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("door.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def install_doors(moto_door: str | None, gateway_door: str | None, services: str | None) -> None:
+    """Send this process's botocore requests for moto and ``@connections`` through the doors.
+
+    Which requests go where is decided per request (``door.DoorRoutes``): those for the function's
+    ``AWS_ENDPOINT_URL`` signed for a door-served service, and ``@connections`` calls to its
+    ``WEBSOCKET_CALLBACK_URL``; everything else (S3, Cognito, anything elsewhere) keeps HTTP.
+    """
+    door = _load_door_module()
+    routes = door.DoorRoutes(
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+        services=frozenset(filter(None, (services or "").split(","))) if services is not None else door.MOTO_SERVICES,
+        moto=door.DoorClient(moto_door) if moto_door else None,
+        callback_url=os.environ.get("WEBSOCKET_CALLBACK_URL") or None,
+        gateway=door.DoorClient(gateway_door) if gateway_door else None,
+    )
+    door.install_when_imported(door.BotocoreDoorTransport(routes))
+
+
 def _invoke(channel: _Channel, handler: Handler, request: dict[str, Any]) -> None:
     request_id = request["request_id"]
     context = LambdaContext(request_id, request["invoked_function_arn"], request["deadline_ms"])
@@ -214,9 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer", action="append", default=[])
     parser.add_argument("--lifeline-fd", type=int, help="exit when this pipe reaches end-of-file")
     parser.add_argument("--stack-id", help="marks the process as part of one start of the local stack")
+    parser.add_argument("--moto-door", help="unix socket of moto's door (door.py)")
+    parser.add_argument("--gateway-door", help="unix socket of the gateway's @connections door")
+    parser.add_argument("--door-services", help="comma-separated signing names the moto door serves")
     args = parser.parse_args(argv)
     if args.lifeline_fd is not None:
         exit_with_parent(args.lifeline_fd)
+    if args.moto_door or args.gateway_door:
+        install_doors(args.moto_door, args.gateway_door, args.door_services)
 
     # Handler output reaches the dev log promptly, as it reaches CloudWatch in Lambda.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]

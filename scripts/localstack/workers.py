@@ -11,6 +11,9 @@ orchestrator passes (endpoint, dummy credentials, ...), and the variables Lambda
 nothing leaks in from the developer's shell.  The timeout is enforced from outside: the process
 is killed and replaced, and the invocation fails with Lambda's timeout error.
 
+With :class:`WorkerDoors` the children send their DynamoDB/SQS/EventBridge calls and their
+``@connections`` calls over unix sockets rather than loopback HTTP (``door.py``, ``worker_main``).
+
 Children die with this process, however it ends: each inherits the read end of a pipe that only
 this process can write to (:func:`lifeline_fd`), and exits when it reads end-of-file.
 """
@@ -33,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from scripts.localstack.door import MOTO_SERVICES
 from scripts.localstack.manifest import FunctionSpec
 from scripts.localstack.worker_main import FRAME_HEADER, encode_frame
 
@@ -70,6 +74,24 @@ class InvocationResult:
     @property
     def cold_start(self) -> bool:
         return self.init_duration_ms is not None
+
+
+@dataclass(frozen=True)
+class WorkerDoors:
+    """The doors the workers use (``door.py``): unix socket paths, and what moto's door serves."""
+
+    moto: str | None = None
+    gateway: str | None = None
+    services: frozenset[str] = MOTO_SERVICES
+
+    def arguments(self) -> list[str]:
+        """``worker_main``'s command-line options for these doors."""
+        args: list[str] = []
+        if self.moto:
+            args += ["--moto-door", self.moto, "--door-services", ",".join(sorted(self.services))]
+        if self.gateway:
+            args += ["--gateway-door", self.gateway]
+        return args
 
 
 class _WorkerGone(Exception):
@@ -146,13 +168,19 @@ class _Worker:
 
     @classmethod
     async def start(
-        cls, function: str, spec: FunctionSpec, env: Mapping[str, str], stack_id: str | None = None
+        cls,
+        function: str,
+        spec: FunctionSpec,
+        env: Mapping[str, str],
+        stack_id: str | None = None,
+        doors: WorkerDoors | None = None,
     ) -> _Worker:
         """Start a process and run Lambda's init phase (importing the handler); raises _WorkerGone."""
         parent_end, child_end = socket.socketpair()
         layer_args = [arg for layer in spec["layer_dirs"] for arg in ("--layer", layer)]
         lifeline = lifeline_fd()
         marker = ["--stack-id", stack_id] if stack_id else []
+        door_args = doors.arguments() if doors is not None else []
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -168,6 +196,7 @@ class _Worker:
                 "--lifeline-fd",
                 str(lifeline),
                 *marker,
+                *door_args,
                 env={**env, "AWS_LAMBDA_LOG_STREAM_NAME": _new_log_stream_name()},
                 cwd=spec["code_dir"],
                 stdin=asyncio.subprocess.DEVNULL,
@@ -276,13 +305,20 @@ class FunctionPool:
     """The execution environments of one function, growing on demand up to ``capacity``."""
 
     def __init__(
-        self, function: str, spec: FunctionSpec, env: Mapping[str, str], capacity: int, stack_id: str | None = None
+        self,
+        function: str,
+        spec: FunctionSpec,
+        env: Mapping[str, str],
+        capacity: int,
+        stack_id: str | None = None,
+        doors: WorkerDoors | None = None,
     ) -> None:
         self.function = function
         self.spec = spec
         self.capacity = capacity
         self._env = dict(env)
         self._stack_id = stack_id
+        self._doors = doors
         self._slots = asyncio.Semaphore(capacity)
         self._idle: list[_Worker] = []  # most recently used last: reused first, as Lambda does
         self._busy: set[_Worker] = set()
@@ -315,7 +351,7 @@ class FunctionPool:
         else:
             init_started = time.monotonic()
             try:
-                worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id)
+                worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id, self._doors)
             except _WorkerGone as gone:
                 return self._failure(request_id, init_started, gone.error, (time.monotonic() - init_started) * 1000)
             init_ms = (time.monotonic() - init_started) * 1000
@@ -409,8 +445,10 @@ class WorkerPool:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         async_retry_delays: Sequence[float] = ASYNC_RETRY_DELAYS_SECONDS,
         stack_id: str | None = None,
+        doors: WorkerDoors | None = None,
     ) -> None:
-        """``stack_id`` marks every process (``--stack-id``) so a later start can find leftovers."""
+        """``stack_id`` marks every process (``--stack-id``) so a later start can find leftovers;
+        ``doors``: the unix sockets the workers reach moto and ``@connections`` through (None: HTTP)."""
         overrides = dict(env_overrides or {})
         self._async_retry_delays = tuple(async_retry_delays)
         self._pools: dict[str, FunctionPool] = {}
@@ -420,7 +458,7 @@ class WorkerPool:
             env = {**spec["environment"], **overrides, **lambda_runtime_environment(spec)}
             reserved = spec.get("reserved_concurrency")
             capacity = max_concurrency if reserved is None else min(max_concurrency, reserved)
-            self._pools[logical_id] = FunctionPool(logical_id, spec, env, capacity, stack_id)
+            self._pools[logical_id] = FunctionPool(logical_id, spec, env, capacity, stack_id, doors)
 
     async def invoke(self, function: str, event: Any) -> InvocationResult:
         """Synchronous invocation (``RequestResponse``): what API Gateway and SQS pollers do."""

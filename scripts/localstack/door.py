@@ -1,0 +1,654 @@
+"""Doors: the local stack's HTTP requests between its own processes, carried over unix sockets.
+
+Why: on the co-editing path every edit costs a worker several AWS calls (DynamoDB, SQS) and one
+``PostToConnection`` per peer.  Over loopback HTTP each of them pays urllib3 and ``http.client`` in
+the worker, werkzeug's ``http.server`` in moto and aiohttp's HTTP machinery in the orchestrator —
+about half of the stack's CPU per edit once moto's serializer is fast (``moto_fast.py``).  None of
+that is the emulation: in AWS those bytes travel over TLS to the service, and no code of ours sees
+them.  A door carries the *same* request (method, target, headers, body) and the *same* response
+(status, headers, body) over a unix stream socket with a trivial framing, so everything above the
+transport — botocore's validation, serialisation, endpoint rules, SigV4 signing, retries, response
+parsing, and on the far side moto's dispatch or the gateway's SigV4 check — runs exactly as before.
+
+The frame, both ways: ``>II`` (length of a small JSON header, length of the body), the JSON header,
+then the body as raw bytes.  A request's header is ``{"m": method, "t": target, "h": [[name, value],
+...]}`` (``t`` is the request line's target: raw path plus ``?query``); a response's is ``{"s":
+status, "h": [[name, value], ...]}``.  Header pairs keep their order and repeats, as on the wire.
+
+Who uses what:
+
+* :class:`DoorClient` — blocking, one persistent connection per thread per door (botocore sends
+  from several threads: the relay's fan-out pool, s3transfer), reopened when the far side closed it.
+* :class:`BlockingDoorServer` — a thread per connection (moto, whose request handling is blocking).
+* :class:`AsyncDoorServer` — on an asyncio loop (the orchestrator's ``@connections``).
+* :class:`BotocoreDoorTransport` — the worker side: a replacement for
+  ``botocore.httpsession.URLLib3Session.send`` that sends what a door serves through it and
+  everything else through the original ``send``; :func:`install_when_imported` puts it in place the
+  moment ``botocore.httpsession`` is imported, so a worker that never uses botocore never loads it.
+
+The sockets live in a private directory (mode 0700) the orchestrator creates and removes, so only
+the user running the stack can connect: a door carries no authentication of its own beyond what the
+request itself carries (``@connections`` still checks SigV4; moto checks nothing, as over HTTP).
+
+Standard library only at import time: the Lambda workers load this file by path (``worker_main``)
+without putting the repository on their ``sys.path``; botocore is imported only by the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.abc
+import importlib.machinery
+import json
+import logging
+import os
+import re
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger("localstack.door")
+
+# The services the moto door serves, by SigV4 signing name: the ones whose answers through the door
+# were checked against the answers over HTTP (tests/localstack/test_doors.py).  S3 stays on HTTP
+# (virtual-host and path addressing, streaming and aws-chunked bodies, 100-continue); Cognito's
+# unsigned calls (InitiateAuth) could not be recognised from their signature anyway.
+MOTO_SERVICES: frozenset[str] = frozenset({"dynamodb", "sqs", "events"})
+
+FRAME = struct.Struct(">II")
+MAX_META_BYTES = 1 << 20  # a frame's JSON header; requests carry a few hundred bytes
+MAX_BODY_BYTES = 64 << 20  # far above any body the emulated services accept (DynamoDB 16 MB batches)
+DEFAULT_TIMEOUT_SECONDS = 60.0  # botocore's default read timeout
+SHUTDOWN_SECONDS = 5.0  # what the asyncio door gives a request being served when it closes
+
+Headers = list[tuple[str, str]]
+
+
+class DoorError(OSError):
+    """A door failed as a transport: nothing (or nothing usable) came back."""
+
+
+class DoorUnavailable(DoorError):
+    """Could not connect: nothing was sent (the far side is not running, or not yet)."""
+
+
+class DoorBroken(DoorError):
+    """The connection broke after the request began to go out: it may or may not have been served."""
+
+
+class DoorProtocolError(DoorError):
+    """The far side sent something that is not a frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class DoorRequest:
+    method: str
+    target: str  # raw path, plus "?" and the raw query string if there is one
+    headers: Headers
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return self.target.partition("?")[0]
+
+    @property
+    def query(self) -> str:
+        return self.target.partition("?")[2]
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of a header, by case-insensitive name."""
+        lower = name.lower()
+        return next((value for key, value in self.headers if key.lower() == lower), default)
+
+
+@dataclass(frozen=True, slots=True)
+class DoorResponse:
+    status: int
+    headers: Headers
+    body: bytes
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        lower = name.lower()
+        return next((value for key, value in self.headers if key.lower() == lower), default)
+
+
+# ---------------------------------------------------------------- framing
+
+
+def _frame(meta: dict[str, Any], body: bytes) -> bytes:
+    encoded = json.dumps(meta, separators=(",", ":")).encode()
+    return b"".join((FRAME.pack(len(encoded), len(body)), encoded, body))
+
+
+def encode_request(request: DoorRequest) -> bytes:
+    return _frame({"m": request.method, "t": request.target, "h": request.headers}, request.body)
+
+
+def encode_response(response: DoorResponse) -> bytes:
+    return _frame({"s": response.status, "h": response.headers}, response.body)
+
+
+def _check_lengths(meta_length: int, body_length: int) -> None:
+    if meta_length > MAX_META_BYTES or body_length > MAX_BODY_BYTES:
+        raise DoorProtocolError(f"frame too large: header {meta_length} bytes, body {body_length} bytes")
+
+
+def _pairs(raw: Any) -> Headers:
+    if not isinstance(raw, list):
+        raise DoorProtocolError("headers must be a list of pairs")
+    return [(str(name), str(value)) for name, value in raw]
+
+
+def decode_request(meta: bytes, body: bytes) -> DoorRequest:
+    try:
+        fields = json.loads(meta)
+        return DoorRequest(str(fields["m"]), str(fields["t"]), _pairs(fields["h"]), body)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DoorProtocolError(f"malformed request header: {exc}") from None
+
+
+def decode_response(meta: bytes, body: bytes) -> DoorResponse:
+    try:
+        fields = json.loads(meta)
+        return DoorResponse(int(fields["s"]), _pairs(fields["h"]), body)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DoorProtocolError(f"malformed response header: {exc}") from None
+
+
+def _read_frame(reader: Any) -> tuple[bytes, bytes] | None:
+    """One frame from a blocking binary file; None at a clean end-of-file before it."""
+    head = reader.read(FRAME.size)
+    if not head:
+        return None
+    if len(head) < FRAME.size:
+        raise DoorProtocolError("connection closed in the middle of a frame")
+    meta_length, body_length = FRAME.unpack(head)
+    _check_lengths(meta_length, body_length)
+    meta = reader.read(meta_length)
+    body = reader.read(body_length) if body_length else b""
+    if len(meta) < meta_length or len(body) < body_length:
+        raise DoorProtocolError("connection closed in the middle of a frame")
+    return meta, body
+
+
+# ---------------------------------------------------------------- client
+
+
+class _Connection:
+    __slots__ = ("reader", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.reader.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def looks_closed(self) -> bool:
+        """Whether the far side has closed (or written out of turn) since the last answer.
+
+        What urllib3 checks before reusing a pooled connection: a server that restarted, or closed an
+        idle connection, must not cost the next request an error.  One non-blocking peek (with a
+        timeout set, Python would first wait that long for something to read).
+        """
+        try:
+            self.sock.setblocking(False)
+            self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False  # nothing to read: alive and idle
+        except OSError:
+            return True
+        return True  # b"" (closed) or unsolicited bytes: either way not usable
+
+
+class DoorClient:
+    """Requests through one door, from any thread: one persistent connection per thread."""
+
+    def __init__(self, path: str, *, connect_timeout: float = 5.0) -> None:
+        self.path = path
+        self._connect_timeout = connect_timeout
+        self._local = threading.local()
+
+    def request(self, request: DoorRequest, timeout: float | None = DEFAULT_TIMEOUT_SECONDS) -> DoorResponse:
+        """Send one request and wait for its response.
+
+        Raises :class:`DoorUnavailable` if it cannot connect (nothing was sent), ``TimeoutError`` if
+        no complete answer came within ``timeout`` seconds, :class:`DoorBroken` if the connection
+        broke on the way.  After any failure the thread's connection is dropped, never reused.
+        """
+        connection = self._connection()
+        try:
+            connection.sock.settimeout(timeout)
+            connection.sock.sendall(encode_request(request))
+            frame = _read_frame(connection.reader)
+            if frame is None:
+                raise DoorBroken(f"{self.path}: connection closed before an answer")
+            return decode_response(*frame)
+        except TimeoutError:
+            self._drop(connection)
+            raise
+        except DoorError:
+            self._drop(connection)
+            raise
+        except OSError as exc:
+            self._drop(connection)
+            raise DoorBroken(f"{self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' close when their threads end)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            self._drop(connection)
+
+    def _connection(self) -> _Connection:
+        connection: _Connection | None = getattr(self._local, "connection", None)
+        if connection is not None and connection.looks_closed():
+            self._drop(connection)
+            connection = None
+        if connection is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self._connect_timeout)
+            try:
+                sock.connect(self.path)
+            except OSError as exc:
+                sock.close()
+                raise DoorUnavailable(f"cannot connect to {self.path}: {exc}") from exc
+            connection = self._local.connection = _Connection(sock)
+        return connection
+
+    def _drop(self, connection: _Connection) -> None:
+        connection.close()
+        if getattr(self._local, "connection", None) is connection:
+            self._local.connection = None
+
+
+# ---------------------------------------------------------------- servers
+
+
+def _bind(path: str) -> socket.socket:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a stale socket file of a killed run: its directory is ours
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o600)  # the directory (0700) already keeps others out; this says so twice
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _failure(exc: BaseException) -> DoorResponse:
+    """What a handler's unexpected exception becomes: a 500, as an HTTP server would answer."""
+    body = json.dumps({"message": f"Internal server error: {type(exc).__name__}: {exc}"}).encode()
+    return DoorResponse(500, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body)
+
+
+class BlockingDoorServer:
+    """A door served by blocking ``handler`` calls, one thread per connection (moto's side).
+
+    Connections are few and long-lived (one per worker thread that talks to the door), so a thread
+    each costs little and lets a slow request (a long SQS poll) hold up no one else.
+    """
+
+    def __init__(self, path: str, handler: Callable[[DoorRequest], DoorResponse], *, name: str = "door") -> None:
+        self.path = path
+        self._handler = handler
+        self._name = name
+        self._sock = _bind(path)
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, name=f"{name}-accept", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                if self._closed:
+                    return
+                continue
+            threading.Thread(target=self._serve, args=(conn,), name=f"{self._name}-conn", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        try:
+            while True:
+                frame = _read_frame(reader)
+                if frame is None:
+                    return
+                request = decode_request(*frame)
+                try:
+                    response = self._handler(request)
+                except Exception as exc:  # the handler's bug must not kill the connection silently
+                    log.exception("%s: %s %s failed", self._name, request.method, request.target)
+                    response = _failure(exc)
+                conn.sendall(encode_response(response))
+        except DoorProtocolError as exc:
+            log.warning("%s: dropping a connection: %s", self._name, exc)
+        except OSError:
+            pass  # the client went away
+        finally:
+            with contextlib.suppress(OSError):
+                reader.close()
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def close(self) -> None:
+        """Stop accepting and remove the socket file (connections end with their clients)."""
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+class AsyncDoorServer:
+    """A door served on an asyncio loop by an ``async`` handler (the orchestrator's side).
+
+    Each connection's requests are served one after another (a client thread waits for each answer
+    before sending the next); connections are served concurrently.
+    """
+
+    def __init__(self, path: str, handler: Callable[[DoorRequest], Awaitable[DoorResponse]], *, name: str = "door"):
+        self.path = path
+        self._handler = handler
+        self._name = name
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._serve, sock=_bind(self.path))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections[task] = writer
+        try:
+            while True:
+                try:
+                    head = await reader.readexactly(FRAME.size)
+                except asyncio.IncompleteReadError:
+                    return  # closed between requests (or mid-header: nothing to answer either way)
+                meta_length, body_length = FRAME.unpack(head)
+                _check_lengths(meta_length, body_length)
+                meta = await reader.readexactly(meta_length)
+                body = await reader.readexactly(body_length) if body_length else b""
+                request = decode_request(meta, body)
+                try:
+                    response = await self._handler(request)
+                except Exception as exc:
+                    log.exception("%s: %s %s failed", self._name, request.method, request.target)
+                    response = _failure(exc)
+                writer.write(encode_response(response))
+                await writer.drain()
+        except (DoorProtocolError, asyncio.IncompleteReadError) as exc:
+            log.warning("%s: dropping a connection: %s", self._name, exc)
+        except ConnectionError:
+            pass
+        finally:
+            if task is not None:
+                self._connections.pop(task, None)
+            writer.close()
+
+    def stop_accepting(self) -> None:
+        """Stop taking new connections and remove the socket file; open ones go on being served."""
+        if self._server is not None:
+            self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    async def close(self) -> None:
+        """Stop accepting, then close the open connections and wait for their tasks to end.
+
+        Closed, not cancelled: asyncio's stream server logs a cancelled connection task as an error.
+        A connection waiting for its next request ends at once; one whose request is being served
+        finishes it (its answer goes nowhere), within ``SHUTDOWN_SECONDS``, else it is cancelled.
+        """
+        self.stop_accepting()
+        connections = dict(self._connections)
+        for writer in connections.values():
+            writer.close()
+        if connections:
+            _, pending = await asyncio.wait(connections, timeout=SHUTDOWN_SECONDS)
+            for task in pending:
+                task.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+
+# ---------------------------------------------------------------- the worker side: botocore's transport
+
+_SIGV4_SCOPE = re.compile(r"Credential=[^/,\s]*/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
+_CONNECTIONS_PATH = re.compile(r"(?:/[^/]+)?/@connections/[^/]+")
+_CONNECTIONS_METHODS = frozenset({"GET", "POST", "DELETE"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def sigv4_scope(authorization: str | bytes | None) -> tuple[str, str] | None:
+    """(region, service) of a SigV4 ``Authorization`` header, or None if it is not one."""
+    if not authorization:
+        return None
+    if isinstance(authorization, bytes):
+        authorization = authorization.decode("latin-1")
+    found = _SIGV4_SCOPE.search(authorization)
+    return (found.group(1), found.group(2)) if found else None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _host_header(scheme: str, netloc: str) -> str:
+    """The ``Host`` header ``http.client`` sends for a URL: the default port left out."""
+    host, _, port = netloc.rpartition(":")
+    if host and port.isdigit() and not host.endswith("]") and int(port) == _DEFAULT_PORTS.get(scheme):
+        return host
+    return netloc
+
+
+@dataclass(frozen=True)
+class DoorRoutes:
+    """Which requests a worker sends through which door.
+
+    * ``moto``: requests to ``endpoint_url`` (the function's ``AWS_ENDPOINT_URL``) whose SigV4
+      scope names one of ``services``;
+    * ``gateway``: GET, POST and DELETE of ``[/stage]/@connections/<id>`` at ``callback_url``'s origin
+      (the function's ``WEBSOCKET_CALLBACK_URL``), signed or not (the gateway refuses the unsigned).
+    """
+
+    endpoint_url: str | None = None
+    services: frozenset[str] = MOTO_SERVICES
+    moto: DoorClient | None = None
+    callback_url: str | None = None
+    gateway: DoorClient | None = None
+
+    def door_for(self, method: str, url: str, headers: Any) -> DoorClient | None:
+        if self.moto is not None and self.endpoint_url and url.startswith(self.endpoint_url.rstrip("/") + "/"):
+            scope = sigv4_scope(headers.get("Authorization"))
+            if scope is not None and scope[1] in self.services:
+                return self.moto
+            return None
+        if self.gateway is not None and self.callback_url and method in _CONNECTIONS_METHODS:
+            parts = urlsplit(url)
+            if (parts.scheme.lower(), parts.netloc.lower()) == _origin(self.callback_url) and (
+                _CONNECTIONS_PATH.fullmatch(parts.path)
+            ):
+                return self.gateway
+        return None
+
+
+class _RawBody(BytesIO):
+    """The ``raw`` of botocore's ``AWSResponse``: a body read whole, streamed as urllib3's would be."""
+
+    def stream(self, amt: int = 2**16, decode_content: bool | None = None) -> Iterator[bytes]:
+        while chunk := self.read(amt):
+            yield chunk
+
+    def release_conn(self) -> None:
+        pass
+
+
+def _body_bytes(body: Any) -> bytes | None:
+    """A request body as bytes, or None if it is a stream (those stay on HTTP)."""
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return None
+
+
+def _header_text(value: Any) -> str:
+    # http.client sends str headers as latin-1 and bytes as they are; latin-1 round-trips both.
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
+class BotocoreDoorTransport:
+    """The replacement for ``URLLib3Session.send`` in a worker: doors for what they serve, else HTTP.
+
+    Only the bytes' transport changes.  The request is the one botocore prepared and signed (or one
+    prepared by hand and given to a ``URLLib3Session``), sent with the headers ``http.client`` would
+    add (``Host``, ``Accept-Encoding: identity``, ``Content-Length``); the answer comes back as
+    the ``AWSResponse`` urllib3's would make — status, case-insensitive headers (urllib3's own
+    ``HTTPHeaderDict``), a ``raw`` that streams — and transport failures as the exceptions
+    botocore's ``send`` raises, so its retries treat them alike: could not connect is
+    ``EndpointConnectionError``, no answer in time is ``ReadTimeoutError`` (botocore's read timeout,
+    per request if overridden), a connection broken on the way is ``ConnectionClosedError``.
+    """
+
+    def __init__(self, routes: DoorRoutes) -> None:
+        self.routes = routes
+        self.original: Callable[[Any, Any], Any] | None = None
+
+    def install(self, session_class: type[Any]) -> None:
+        """Replace ``session_class.send`` (botocore's ``URLLib3Session``). Idempotent."""
+        current = session_class.send
+        if getattr(current, "__door_transport__", None) is not None:
+            return
+        self.original = current
+        transport = self
+
+        def send(session: Any, request: Any) -> Any:
+            return transport.send(session, request)
+
+        send.__door_transport__ = self  # type: ignore[attr-defined]
+        send.__wrapped__ = current  # type: ignore[attr-defined]
+        session_class.send = send
+
+    @staticmethod
+    def uninstall(session_class: type[Any]) -> None:
+        current = session_class.send
+        if getattr(current, "__door_transport__", None) is not None:
+            session_class.send = current.__wrapped__
+
+    def send(self, session: Any, request: Any) -> Any:
+        assert self.original is not None
+        method = str(request.method).upper()
+        url = request.url
+        door = self.routes.door_for(method, url, request.headers)
+        body = _body_bytes(request.body) if door is not None else None
+        if door is None or body is None:
+            return self.original(session, request)
+
+        from botocore.awsrequest import AWSResponse
+        from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+        from urllib3._collections import HTTPHeaderDict
+
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = [(str(name), _header_text(value)) for name, value in request.headers.items()]
+        present = {name.lower() for name, _ in headers}
+        extra: Headers = []
+        if "host" not in present:
+            extra.append(("Host", _host_header(parts.scheme.lower(), parts.netloc)))
+        if "accept-encoding" not in present:
+            extra.append(("Accept-Encoding", "identity"))
+        if "content-length" not in present and (body or method in ("POST", "PUT", "PATCH")):
+            headers.append(("Content-Length", str(len(body))))
+        try:
+            answer = door.request(
+                DoorRequest(method, target, extra + headers, body), self._read_timeout(session, request)
+            )
+        except DoorUnavailable as exc:
+            raise EndpointConnectionError(endpoint_url=url, error=exc) from exc
+        except TimeoutError as exc:
+            raise ReadTimeoutError(endpoint_url=url, error=exc) from exc
+        except DoorError as exc:
+            raise ConnectionClosedError(error=exc, request=request, endpoint_url=url) from exc
+        response = AWSResponse(url, answer.status, HTTPHeaderDict(answer.headers), _RawBody(answer.body))
+        if not getattr(request, "stream_output", False):
+            response.content  # noqa: B018 - what botocore's send does: read the body now
+        return response
+
+    @staticmethod
+    def _read_timeout(session: Any, request: Any) -> float | None:
+        context = getattr(request, "context", None) or {}
+        override = context.get("read_timeout")
+        if override is not None:
+            return float(override)
+        timeout = getattr(session, "_timeout", None)
+        if timeout is None:
+            return DEFAULT_TIMEOUT_SECONDS
+        read = getattr(timeout, "read_timeout", timeout)
+        return float(read) if isinstance(read, int | float) else DEFAULT_TIMEOUT_SECONDS
+
+
+# ---------------------------------------------------------------- installing it in a worker
+
+_HTTPSESSION = "botocore.httpsession"
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Finds ``botocore.httpsession`` as the normal finders would, then installs the transport in
+    it as soon as the module has run — before any importer can see the module."""
+
+    def __init__(self, transport: BotocoreDoorTransport) -> None:
+        self._transport = transport
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
+        if fullname != _HTTPSESSION:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        transport = self._transport
+
+        class _Loader(importlib.abc.Loader):
+            def create_module(self, spec: Any) -> ModuleType | None:
+                return loader.create_module(spec)
+
+            def exec_module(self, module: ModuleType) -> None:
+                loader.exec_module(module)
+                transport.install(module.URLLib3Session)
+
+        spec.loader = _Loader()
+        return spec
+
+
+def install_when_imported(transport: BotocoreDoorTransport) -> None:
+    """Put ``transport`` in place in this process: now if botocore is loaded, else when it is."""
+    module = sys.modules.get(_HTTPSESSION)
+    if module is not None:
+        transport.install(module.URLLib3Session)
+        return
+    sys.meta_path.insert(0, _PatchOnImport(transport))

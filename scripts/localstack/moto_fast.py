@@ -1,0 +1,364 @@
+"""A fast path for moto's DynamoDB responses: the same JSON, without the generic serializer's walk.
+
+Why: moto 5.2.5 serialises every response through ``moto.core.serialize``, which walks the
+operation's output shape and, for *every member of every structure*, asks an attribute picker
+for the value: it builds a context object, runs six alias providers and ``botocore.xform_name``
+on each, and looks the member up under each alias.  A DynamoDB ``AttributeValue`` is a structure
+of ten members, so a ``Query`` returning 50 items of ten attributes does that ~5,000 times; on
+the local stack this was about half of moto's CPU (the ``Query`` of a PRD's connections on every
+relayed edit).
+
+What: for the JSON protocol the response body is ``json.dumps`` of a plain dict mirroring the
+output shape.  This module compiles each output shape *once* into small functions that build the
+very same dict from the result dict moto's handler returned, then calls the same ``json.dumps``.
+
+Why it is safe (the output is byte-identical, not merely equivalent):
+
+* **Same lookups.**  Which key of a result dict feeds which member is decided by moto's own
+  ``XFormedAttributePicker.get_possible_keys`` (called at compile time on the real shapes, with
+  ``parent`` set as the generic serializer sets it).  For a plain ``dict`` the candidates depend
+  only on the shapes, so computing them once is exact; the first candidate present wins, a
+  ``None`` value leaves the member out, as in ``_serialize_structure_member``.
+* **Same conversions.**  Strings go through the same ``str()``/enum rule, blobs through the same
+  base64 (``b64encode().strip()``), integers and longs through ``int()``, floats and doubles
+  through ``float()``, timestamps through moto's own ``TimestampSerializer``, documents and
+  booleans are passed through; a list item that serialises to nothing is kept raw, a map value
+  that serialises to nothing is dropped, exactly like the JSON serializer.
+* **Same order.**  Structures are emitted in shape-member order, maps and lists in their own
+  order, so ``json.dumps`` (same call, same arguments) yields the same bytes.
+* **Narrow.**  Only successful results (``ActionResult``/``DynamoResult``/``EmptyResult``, not
+  subclasses with their own ``execute_result``) of DynamoDB's JSON protocol with the plain
+  ``JSONSerializer``, no response transformers, no pretty printing, no event streams, and shapes
+  without serialization names.  Any value of a type the compiled code does not mirror (an object
+  instead of a dict, a dict subclass, a blob that is not bytes/str, ...) raises internally and the
+  request is served by moto's generic path; errors always are.
+
+``tests/unit/test_moto_fast.py`` runs a corpus of real operations both ways and compares the
+bodies byte for byte.  ``install(verify=True)`` serialises every response both ways at runtime
+and logs any difference (for a debugging session, not for speed).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+log = logging.getLogger("localstack.moto_fast")
+
+Serializer = Callable[[Any], Any]
+_SKIP: Any = object()  # "nothing is set for this value" (the generic serializer writes no key)
+_EMPTIES: list[Any] = [None, {}, []]  # the generic string rule: these are passed through unchanged
+
+
+class _Unsupported(Exception):
+    """The value (or shape) is outside what the compiled code mirrors: use moto's generic path."""
+
+
+class _Ref:
+    """A late-bound serializer, for recursive shapes (``AttributeValue`` contains maps of itself)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self) -> None:
+        self.fn: Serializer | None = None
+
+    def __call__(self, value: Any) -> Any:
+        assert self.fn is not None
+        return self.fn(value)
+
+
+def _string(value: Any) -> Any:
+    if type(value) is str:
+        return value
+    if isinstance(value, Enum):
+        value = value.value
+    return str(value) if value not in _EMPTIES else value
+
+
+def _blob(value: Any) -> str:
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    elif not isinstance(value, bytes | bytearray):
+        raise _Unsupported(f"blob of type {type(value).__name__}")
+    return base64.b64encode(value).strip().decode("utf-8")
+
+
+def _integer(value: Any) -> int:
+    if type(value) is int:
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _Unsupported(f"integer from {type(value).__name__}") from None
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _Unsupported(f"float from {type(value).__name__}") from None
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class _Compiler:
+    """Compiles the shapes of one service model into serializers (one per shape name)."""
+
+    def __init__(self) -> None:
+        from moto.core.serialize import BaseJSONSerializer, TimestampSerializer
+
+        self._timestamps = TimestampSerializer(BaseJSONSerializer.DEFAULT_TIMESTAMP_FORMAT)
+        self._by_name: dict[str, Serializer] = {}
+
+    def compile(self, shape: Any) -> Serializer:
+        if shape.serialization.get("name"):
+            raise _Unsupported(f"shape {shape.name} has a serialization name")
+        if shape.type_name == "timestamp":  # member traits (timestampFormat) matter: not cached by name
+            return self._timestamp(shape)
+        known = self._by_name.get(shape.name)
+        if known is not None:
+            return known
+        kind = shape.type_name
+        if kind == "structure":
+            if shape.is_document_type:
+                fn: Serializer = _identity
+            else:
+                ref = _Ref()
+                self._by_name[shape.name] = ref  # recursion resolves to this until it is built
+                try:
+                    fn = self._structure(shape)
+                except BaseException:
+                    del self._by_name[shape.name]
+                    raise
+                ref.fn = fn
+        elif kind == "list":
+            fn = self._list(shape)
+        elif kind == "map":
+            fn = self._map(shape)
+        elif kind == "string":
+            fn = _string
+        elif kind == "blob":
+            fn = _blob
+        elif kind in ("integer", "long"):
+            fn = _integer
+        elif kind in ("float", "double"):
+            fn = _float
+        else:  # boolean and anything else the JSON serializer writes as is
+            fn = _identity
+        self._by_name[shape.name] = fn
+        return fn
+
+    def _timestamp(self, shape: Any) -> Serializer:
+        timestamps = self._timestamps
+
+        def timestamp(value: Any) -> Any:
+            wrapper: dict[str, Any] = {}
+            timestamps.serialize(wrapper, value, shape, "timestamp")
+            return wrapper["timestamp"]
+
+        return timestamp
+
+    def _list(self, shape: Any) -> Serializer:
+        member = self.compile(shape.member)
+
+        def serialize_list(value: Any) -> list[Any]:
+            if type(value) is not list:
+                raise _Unsupported(f"list of type {type(value).__name__}")
+            out = []
+            for item in value:
+                result = member(item)
+                out.append(item if result is _SKIP else result)
+            return out
+
+        return serialize_list
+
+    def _map(self, shape: Any) -> Serializer:
+        item = self.compile(shape.value)
+
+        def serialize_map(value: Any) -> dict[Any, Any]:
+            if type(value) is not dict:
+                raise _Unsupported(f"map of type {type(value).__name__}")
+            out = {}
+            for key, sub in value.items():
+                result = item(sub)
+                if result is not _SKIP:
+                    out[key] = result
+            return out
+
+        return serialize_map
+
+    def _structure(self, shape: Any) -> Serializer:
+        from moto.core.serialize import AttributePickerContext, XFormedAttributePicker
+
+        picker = XFormedAttributePicker()
+        members: list[tuple[str, tuple[str, ...], Serializer]] = []
+        for key, member_shape in shape.members.items():
+            member_shape.parent = shape  # what the generic serializer sets before picking
+            context = AttributePickerContext(obj={}, key=key, shape=member_shape, key_path="")
+            candidates = tuple(dict.fromkeys(picker.get_possible_keys(context)))
+            if any("." in c for c in candidates):
+                raise _Unsupported(f"dotted alias in {shape.name}.{key}")
+            members.append((key, candidates, self.compile(member_shape)))
+        # A one-key dict (every AttributeValue) whose key is a candidate of exactly one member:
+        # only that member can pick a value, so the whole walk reduces to one lookup.
+        owners: dict[str, list[int]] = {}
+        for index, (_key, candidates, _fn) in enumerate(members):
+            for candidate in candidates:
+                owners.setdefault(candidate, []).append(index)
+        single = {c: members[i[0]] for c, i in owners.items() if len(i) == 1}
+
+        def serialize_structure(value: Any) -> Any:
+            if value is None:
+                return _SKIP
+            if type(value) is not dict:
+                raise _Unsupported(f"structure from {type(value).__name__}")
+            if len(value) == 1:
+                ((only, sub),) = value.items()
+                hit = single.get(only)
+                if hit is not None:
+                    if sub is None:
+                        return {}
+                    result = hit[2](sub)
+                    return {} if result is _SKIP else {hit[0]: result}
+                if only not in owners:
+                    return {}
+            out: dict[str, Any] = {}
+            for key, candidates, fn in members:
+                for candidate in candidates:
+                    if candidate in value:
+                        sub = value[candidate]
+                        break
+                else:
+                    continue
+                if sub is None:
+                    continue
+                result = fn(sub)
+                if result is not _SKIP:
+                    out[key] = result
+            return out
+
+        return serialize_structure
+
+
+_compilers: dict[int, _Compiler] = {}
+_plans: dict[tuple[int, str], Serializer | None] = {}
+_compile_lock = threading.Lock()
+
+
+def _plan(operation_model: Any) -> Serializer | None:
+    """The compiled serializer of an operation's output (None: not supported, use the generic path)."""
+    service_model = operation_model.service_model
+    key = (id(service_model), str(operation_model.name))
+    try:
+        return _plans[key]
+    except KeyError:
+        pass
+    with _compile_lock:
+        if key in _plans:
+            return _plans[key]
+        compiler = _compilers.setdefault(id(service_model), _Compiler())
+        output = operation_model.output_shape
+        plan: Serializer | None
+        if output is None:
+            plan = None
+        else:
+            try:
+                plan = compiler.compile(output)
+            except _Unsupported as exc:
+                log.info("moto_fast: %s stays on the generic serializer (%s)", operation_model.name, exc)
+                plan = None
+        _plans[key] = plan
+        return plan
+
+
+_ORIGINAL = "_moto_fast_original_serialized"
+
+
+def _fast_serialized(self: Any, action_result: Any, *, original: Callable[..., Any]) -> Any:
+    """``BaseResponse.serialized`` for DynamoDB, through the compiled plan when it applies."""
+    from moto import settings
+    from moto.core.responses import ActionResult, EmptyResult
+    from moto.core.serialize import JSONSerializer, get_serializer_class
+    from moto.core.utils import get_service_model
+    from moto.dynamodb.responses import DynamoResult
+
+    if type(action_result) not in (ActionResult, DynamoResult, EmptyResult):
+        return original(self, action_result)
+    result = action_result.result
+    if isinstance(result, Exception) or getattr(self, "RESPONSE_KEY_PATH_TO_TRANSFORMER", None):
+        return original(self, action_result)
+    if settings.PRETTIFY_RESPONSES:
+        return original(self, action_result)
+    service_model = get_service_model(self.boto3_service_name)
+    if service_model.protocol != "json":
+        return original(self, action_result)
+    try:
+        operation_model = service_model.operation_model(self._get_action())
+    except Exception:
+        return original(self, action_result)
+    protocol = self.determine_response_protocol(service_model)
+    if get_serializer_class(service_model.service_name, protocol) is not JSONSerializer:
+        return original(self, action_result)
+    if operation_model.has_event_stream_output:
+        return original(self, action_result)
+    plan = _plan(operation_model)
+    if plan is None:
+        return original(self, action_result)
+    try:
+        body_obj = {} if result is None else plan(result)
+    except _Unsupported:
+        return original(self, action_result)
+    if body_obj is _SKIP:
+        body_obj = {}
+    body = json.dumps(body_obj, indent=None)
+    json_version = service_model.metadata.get("jsonVersion", "1.0")
+    headers: dict[str, Any] = {"Content-Type": f"application/x-amz-json-{json_version}"}
+    headers.update(self.response_headers)
+    status = operation_model.http.get("responseCode", JSONSerializer.DEFAULT_RESPONSE_CODE)
+    return status, headers, body
+
+
+def _verifying(self: Any, action_result: Any, *, original: Callable[..., Any]) -> Any:
+    fast = _fast_serialized(self, action_result, original=original)
+    slow = original(self, action_result)
+    if fast[0] != slow[0] or fast[2] != slow[2] or fast[1].get("Content-Type") != slow[1].get("Content-Type"):
+        log.error("moto_fast: %s differs from the generic serializer: %r != %r",
+                  self._get_action(), fast[2][:500], slow[2][:500])
+    return slow
+
+
+def install(*, verify: bool = False) -> None:
+    """Serve DynamoDB responses through the compiled fast path (in this process). Idempotent.
+
+    ``verify=True`` serialises every response both ways and logs differences (slower than moto).
+    """
+    from moto.core.responses import BaseResponse
+    from moto.dynamodb.responses import DynamoHandler
+
+    current = DynamoHandler.__dict__.get("serialized")
+    if current is not None and hasattr(current, _ORIGINAL):
+        return
+    original = BaseResponse.serialized
+    chosen = _verifying if verify else _fast_serialized
+
+    def serialized(self: Any, action_result: Any) -> Any:
+        return chosen(self, action_result, original=original)
+
+    setattr(serialized, _ORIGINAL, original)
+    DynamoHandler.serialized = serialized  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    """Back to moto's generic serializer (tests, benchmarks)."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    current = DynamoHandler.__dict__.get("serialized")
+    if current is not None and hasattr(current, _ORIGINAL):
+        del DynamoHandler.serialized

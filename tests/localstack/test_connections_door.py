@@ -1,0 +1,224 @@
+"""The gateway's ``@connections`` door: the workers' management calls over a unix socket get the
+answers they get over HTTP — SigV4 check included — from the same code (Gateway.management_call)."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from botocore.httpsession import URLLib3Session
+from websockets.exceptions import ConnectionClosed
+
+from scripts.localstack.door import BotocoreDoorTransport, DoorClient, DoorRequest, DoorResponse, DoorRoutes
+from scripts.localstack.gateway import listen_socket
+from scripts.localstack.stack import LoopThread, Runtime, RuntimeSettings
+from scripts.localstack.workers import WorkerDoors
+from tests.localstack.fixtures.manifests import REGION
+from tests.localstack.test_gateway import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    Response,
+    Running,
+    call,
+    gateway_manifest,
+    management,
+    sigv4_headers,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@dataclass
+class WithDoor:
+    running: Running
+    door_path: str
+    served: list[tuple[str, str]] = field(default_factory=list)  # (method, target) that came through the door
+
+    def connection_id(self, token: str) -> str:
+        (event,) = self.running.records_where(
+            lambda e: (
+                e["requestContext"]["eventType"] == "CONNECT"
+                and e.get("queryStringParameters", {}).get("token") == token
+            )
+        )
+        return str(event["requestContext"]["connectionId"])
+
+    def through_door(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> Response:
+        """A raw request through the door, with the ``Host`` http.client would send (and signed)."""
+        host = [("Host", f"127.0.0.1:{self.running.port}")]
+        answer = DoorClient(self.door_path).request(DoorRequest(method, path, host + headers, body))
+        return _as_response(answer)
+
+
+def _as_response(answer: DoorResponse) -> Response:
+    """A door's answer in the shape of test_gateway's raw HTTP responses (case-insensitive headers)."""
+    head = "".join(f"{name}: {value}\r\n" for name, value in answer.headers) + "\r\n"
+    return Response(answer.status, http.client.parse_headers(io.BytesIO(head.encode())), answer.body)
+
+
+@pytest.fixture(scope="module")
+def with_door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WithDoor]:
+    tmp_path = tmp_path_factory.mktemp("connections-door")
+    door_dir = Path(tempfile.mkdtemp(prefix="cdoor-"))  # short: a unix socket's path is limited
+    sock = listen_socket("127.0.0.1", 0)
+    running = Running(sock.getsockname()[1], tmp_path / "records.jsonl", tmp_path / "dist")
+    result = WithDoor(running, str(door_dir / "connections.sock"))
+    overrides = {
+        "WEBSOCKET_CALLBACK_URL": running.base_url,
+        "RECORD_FILE": str(running.records),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+
+    async def start() -> Runtime:
+        runtime = Runtime(
+            gateway_manifest(),
+            env_overrides=overrides,
+            settings=RuntimeSettings(),
+            static_dir=running.static_dir,
+            doors=WorkerDoors(gateway=result.door_path),
+        )
+        serve = runtime.gateway._handle_door_request
+
+        async def counted(request: DoorRequest) -> DoorResponse:
+            result.served.append((request.method, request.target))
+            return await serve(request)
+
+        runtime.gateway._handle_door_request = counted  # type: ignore[method-assign]
+        await runtime.start(sock)
+        return runtime
+
+    loop = LoopThread()
+    runtime = loop.run(start())
+    try:
+        yield result
+    finally:
+        loop.run(runtime.stop(), timeout=30)
+        loop.close()
+        left = Path(result.door_path).exists()
+        shutil.rmtree(door_dir, ignore_errors=True)
+        assert not left, "the gateway's stop() leaves the door's socket behind"
+
+
+@contextmanager
+def transport(with_door: WithDoor) -> Iterator[None]:
+    """This process's botocore sends @connections calls through the door, as a worker's does."""
+    routes = DoorRoutes(callback_url=with_door.running.base_url, gateway=DoorClient(with_door.door_path))
+    BotocoreDoorTransport(routes).install(URLLib3Session)
+    try:
+        yield
+    finally:
+        BotocoreDoorTransport.uninstall(URLLib3Session)
+
+
+def test_a_functions_posts_and_deletes_reach_the_socket_through_the_door(with_door: WithDoor) -> None:
+    with with_door.running.ws("token=good-door") as ws:
+        ws.send(json.dumps({"action": "hello"}))
+        reply = json.loads(ws.recv(timeout=15))  # the WsDefault worker's PostToConnection
+        connection_id = with_door.connection_id("good-door")
+        ws.send(json.dumps({"action": "close"}))  # its DeleteConnection
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=15)
+
+    assert reply["echo"] == {"action": "hello"}
+    assert ("POST", f"/@connections/{connection_id.replace('=', '%3D')}") in with_door.served
+    assert ("DELETE", f"/@connections/{connection_id.replace('=', '%3D')}") in with_door.served
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+
+
+def test_refusals_through_the_door_are_those_over_http(with_door: WithDoor) -> None:
+    running = with_door.running
+    with running.ws("token=good-guarded-door") as ws:
+        ws.send(json.dumps({"action": "echo"}))
+        ws.recv(timeout=15)
+        path = f"/@connections/{with_door.connection_id('good-guarded-door')}"
+        intruder = b"posted by someone else on this machine"
+        variants: dict[str, list[tuple[str, str]]] = {
+            "unsigned": [],
+            "the dummy secret": sigv4_headers(running, "POST", path, intruder, secret_key="testing"),
+            "another access key": sigv4_headers(running, "POST", path, intruder, access_key="AKIDELSEWHERE"),
+            "another service": sigv4_headers(running, "POST", path, intruder, service="s3"),
+            "a swapped body": sigv4_headers(running, "POST", path, b"what was signed"),
+            "garbage": [("Authorization", "AWS4-HMAC-SHA256 nonsense"), ("X-Amz-Date", "20200101T000000Z")],
+        }
+        over_http = {why: call(running, "POST", path, headers, intruder) for why, headers in variants.items()}
+        through_door = {
+            why: with_door.through_door("POST", path, headers, intruder) for why, headers in variants.items()
+        }
+        welcome = b"signed, through the door"
+        accepted = with_door.through_door("POST", path, sigv4_headers(running, "POST", path, welcome), welcome)
+        first_frame = ws.recv(timeout=15)
+
+    for why in variants:
+        http_answer, door_answer = over_http[why], through_door[why]
+        assert (door_answer.status, door_answer.headers["x-amzn-ErrorType"], door_answer.json()) == (
+            http_answer.status,
+            http_answer.headers["x-amzn-ErrorType"],
+            http_answer.json(),
+        ), why
+        assert door_answer.status == 403, why
+    assert through_door["unsigned"].headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+    assert through_door["the dummy secret"].headers["x-amzn-ErrorType"] == "InvalidSignatureException"
+    assert accepted.status == 200
+    assert first_frame == welcome.decode()  # none of the refused posts reached the socket
+
+
+def test_a_gone_connection_and_get_connection_through_the_door(with_door: WithDoor) -> None:
+    client = management(with_door.running)
+    before = len(with_door.served)
+    with with_door.running.ws("token=good-info") as ws:
+        ws.send(json.dumps({"action": "echo"}))
+        ws.recv(timeout=15)
+        connection_id = with_door.connection_id("good-info")
+        with transport(with_door):
+            info = client.get_connection(ConnectionId=connection_id)
+            client.post_to_connection(ConnectionId=connection_id, Data=b"from the test, through the door")
+            frame = ws.recv(timeout=15)
+            with pytest.raises(client.exceptions.GoneException) as gone:
+                client.post_to_connection(ConnectionId="NoSuchConnect1=", Data=b"x")
+            with pytest.raises(client.exceptions.GoneException):
+                client.get_connection(ConnectionId="NoSuchConnect1=")
+
+    assert info["Identity"]["SourceIp"] == "127.0.0.1"
+    assert frame == "from the test, through the door"
+    assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
+    assert {method for method, _ in with_door.served[before:]} >= {"GET", "POST"}
+    assert ("POST", "/@connections/NoSuchConnect1%3D") in with_door.served
+
+
+def test_the_cached_signing_key_is_per_day_and_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.auth
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from multidict import CIMultiDict
+
+    from scripts.localstack.gateway import AwsCredentials, SigV4Verifier
+
+    verifier = SigV4Verifier(AwsCredentials(ACCESS_KEY, SECRET_KEY), REGION)
+    path, body = "/@connections/abc%3D", b"frame"
+
+    def check(at: datetime, secret: str = SECRET_KEY) -> str | None:
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: at.replace(tzinfo=None))
+        request = AWSRequest(method="POST", url=f"http://127.0.0.1:3000{path}", data=body)
+        SigV4Auth(Credentials(ACCESS_KEY, secret), "execute-api", REGION).add_auth(request)
+        headers = CIMultiDict(request.headers.items())
+        refusal = verifier.check("POST", "127.0.0.1:3000", path, "", headers, body, now=at)
+        return None if refusal is None else refusal.error_type
+
+    late, early = datetime(2026, 1, 1, 23, 59, 30, tzinfo=UTC), datetime(2026, 1, 2, 0, 0, 30, tzinfo=UTC)
+    assert [check(late), check(early), check(late), check(early)] == [None, None, None, None]
+    # A key cached for the day is never one for another secret.
+    assert check(early, secret="testing") == "InvalidSignatureException"
+    assert check(early) is None

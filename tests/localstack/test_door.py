@@ -1,0 +1,388 @@
+"""The doors' protocol and the worker-side transport (scripts/localstack/door.py), without moto or a stack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+from botocore.httpsession import URLLib3Session
+
+from scripts.localstack import door
+from scripts.localstack.door import (
+    AsyncDoorServer,
+    BlockingDoorServer,
+    BotocoreDoorTransport,
+    DoorBroken,
+    DoorClient,
+    DoorRequest,
+    DoorResponse,
+    DoorRoutes,
+    DoorUnavailable,
+)
+from scripts.localstack.stack import LoopThread
+
+pytestmark = pytest.mark.timeout(60)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def socket_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    # A short path: a unix socket's is limited to ~100 bytes, pytest's temporary folders can be long.
+    path = Path(f"/tmp/door-test-{os.getpid()}-{time.monotonic_ns()}")
+    path.mkdir(mode=0o700)
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def echo(request: DoorRequest) -> DoorResponse:
+    """Answers with everything it received, so a test can see exactly what crossed the door."""
+    headers = [("X-Method", request.method), ("X-Target", request.target), ("x-amzn-RequestId", "r-1")]
+    headers += [(f"X-Got-{name}", value) for name, value in request.headers]
+    return DoorResponse(201, headers, request.body[::-1])
+
+
+# ---------------------------------------------------------------- the protocol
+
+
+def test_a_request_and_its_response_cross_the_door_unchanged(socket_dir: Path) -> None:
+    server = BlockingDoorServer(str(socket_dir / "d.sock"), echo)
+    client = DoorClient(server.path)
+    body = bytes(range(256)) * 1000  # binary, 256 KB
+    try:
+        answer = client.request(
+            DoorRequest("POST", "/a%2Fb/c?x=1&x=2&y=%20", [("X-Dup", "one"), ("x-dup", "two"), ("Host", "h:1")], body)
+        )
+    finally:
+        client.close()
+        server.close()
+
+    assert answer.status == 201
+    assert answer.body == body[::-1]
+    assert answer.header("x-method") == "POST"
+    assert answer.header("X-TARGET") == "/a%2Fb/c?x=1&x=2&y=%20"  # raw: nothing decoded or re-encoded
+    # Repeated headers stay repeated, in order, with their spelling.
+    assert [(n, v) for n, v in answer.headers if n.lower() == "x-got-x-dup"] == [
+        ("X-Got-X-Dup", "one"),
+        ("X-Got-x-dup", "two"),
+    ]
+    assert not os.path.exists(server.path)  # close() removes the socket file
+
+
+def test_each_thread_keeps_one_connection_and_a_restarted_server_is_reconnected(socket_dir: Path) -> None:
+    path = str(socket_dir / "d.sock")
+    peers: list[int] = []
+    serving = threading.local()  # one serving thread per connection: a fresh local per connection
+    numbers = iter(range(1000))
+
+    def handler(request: DoorRequest) -> DoorResponse:
+        if not hasattr(serving, "number"):
+            serving.number = next(numbers)
+        peers.append(serving.number)
+        return DoorResponse(200, [], request.body)
+
+    server = BlockingDoorServer(path, handler)
+    client = DoorClient(path)
+    results: list[bytes] = []
+
+    def work(tag: bytes) -> None:
+        for _ in range(5):
+            results.append(client.request(DoorRequest("GET", "/", [], tag)).body)
+
+    threads = [threading.Thread(target=work, args=(bytes([i]),)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == sorted(bytes([i]) for i in range(4) for _ in range(5))
+    assert len(set(peers)) == 4  # four client threads, four connections, each reused five times
+
+    # The far side goes away and comes back (the orchestrator restarted): the next request of a
+    # thread whose connection it closed opens a new one instead of failing.
+    client.request(DoorRequest("GET", "/", [], b"before"))
+    server.close()
+    with pytest.raises(DoorUnavailable):
+        DoorClient(path).request(DoorRequest("GET", "/", [], b""))
+    server = BlockingDoorServer(path, handler)
+    try:
+        time.sleep(0.05)
+        assert client.request(DoorRequest("GET", "/", [], b"after")).body == b"after"
+    finally:
+        server.close()
+
+
+@contextmanager
+def dropping_server(path: str) -> Iterator[None]:
+    """A far side that reads each request and closes the connection without answering."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield
+    finally:
+        listener.close()
+        os.unlink(path)
+
+
+def test_no_answer_in_time_is_a_timeout_and_a_dropped_connection_is_broken(socket_dir: Path) -> None:
+    release = threading.Event()
+
+    def slow(request: DoorRequest) -> DoorResponse:
+        if request.target == "/slow":
+            release.wait(5)
+        return DoorResponse(200, [], b"ok")
+
+    server = BlockingDoorServer(str(socket_dir / "d.sock"), slow)
+    client = DoorClient(server.path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            client.request(DoorRequest("GET", "/slow", [], b""), timeout=0.3)
+        assert time.monotonic() - started < 2
+        release.set()
+        assert client.request(DoorRequest("GET", "/", [], b"")).body == b"ok"  # on a fresh connection
+    finally:
+        server.close()
+    with dropping_server(str(socket_dir / "x.sock")), pytest.raises(DoorBroken):
+        DoorClient(str(socket_dir / "x.sock")).request(DoorRequest("GET", "/", [], b""))
+
+
+def test_a_handler_failure_is_a_500_and_the_connection_goes_on(socket_dir: Path) -> None:
+    def failing(request: DoorRequest) -> DoorResponse:
+        if request.target == "/bug":
+            raise ValueError("a bug")
+        return DoorResponse(200, [], b"fine")
+
+    server = BlockingDoorServer(str(socket_dir / "d.sock"), failing)
+    client = DoorClient(server.path)
+    try:
+        answer = client.request(DoorRequest("GET", "/bug", [], b""))
+        assert answer.status == 500
+        assert b"ValueError: a bug" in answer.body
+        assert client.request(DoorRequest("GET", "/", [], b"")).body == b"fine"
+    finally:
+        server.close()
+
+
+def test_the_asyncio_server_serves_connections_concurrently(socket_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = str(socket_dir / "a.sock")
+    gate = asyncio.Event()
+
+    async def handler(request: DoorRequest) -> DoorResponse:
+        if request.target == "/wait":
+            await gate.wait()
+        elif request.target == "/open":
+            gate.set()
+        return DoorResponse(200, [("X-Target", request.target)], request.body)
+
+    loop = LoopThread("door-test")
+    server = AsyncDoorServer(path, handler)
+    loop.run(server.start())
+    client = DoorClient(path)
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    try:
+        waiting: list[DoorResponse] = []
+        thread = threading.Thread(target=lambda: waiting.append(client.request(DoorRequest("GET", "/wait", [], b"1"))))
+        thread.start()
+        time.sleep(0.1)
+        # Another thread, another connection: served while the first request is still waiting.
+        assert client.request(DoorRequest("GET", "/open", [], b"2")).body == b"2"
+        thread.join(5)
+        assert waiting and waiting[0].body == b"1"
+        # Closing the server ends connections that are still open (this thread's) cleanly.
+        loop.run(server.close())
+        with pytest.raises(DoorUnavailable):  # it saw the close, and there is no door to reopen
+            client.request(DoorRequest("GET", "/", [], b""))
+    finally:
+        client.close()
+        loop.run(server.close())
+        loop.close()
+    assert not os.path.exists(path)
+    assert not [r for r in caplog.records if r.name == "asyncio"], "asyncio logged an error at close"
+
+
+# ---------------------------------------------------------------- botocore's transport
+
+
+@contextmanager
+def transport(routes: DoorRoutes) -> Iterator[list[Any]]:
+    """The worker's ``URLLib3Session.send`` replacement in this process; yields what went to HTTP."""
+    fell_through: list[Any] = []
+    original = URLLib3Session.send
+
+    def http(session: Any, request: Any) -> Any:
+        fell_through.append(request)
+        return original(session, request)
+
+    URLLib3Session.send = http  # type: ignore[method-assign]
+    installed = BotocoreDoorTransport(routes)
+    installed.install(URLLib3Session)
+    try:
+        yield fell_through
+    finally:
+        BotocoreDoorTransport.uninstall(URLLib3Session)
+        URLLib3Session.send = original  # type: ignore[method-assign]
+
+
+def signed(method: str, url: str, body: bytes, service: str = "execute-api") -> Any:
+    request = AWSRequest(method=method, url=url, data=body)
+    SigV4Auth(Credentials("AKID", "secret"), service, "us-east-1").add_auth(request)
+    return request.prepare()
+
+
+def test_a_request_prepared_by_hand_goes_through_the_door_as_http_would_send_it(socket_dir: Path) -> None:
+    server = BlockingDoorServer(str(socket_dir / "g.sock"), echo)
+    routes = DoorRoutes(callback_url="http://127.0.0.1:3000", gateway=DoorClient(server.path))
+    try:
+        with transport(routes) as fell_through:
+            # What a lean PostToConnection poster does: no botocore client, its own AWSRequest.
+            response = URLLib3Session().send(signed("POST", "http://127.0.0.1:3000/@connections/ab%3D", b"frame"))
+            elsewhere = routes.door_for("POST", "http://127.0.0.1:3001/@connections/ab", {})
+            not_connections = routes.door_for("POST", "http://127.0.0.1:3000/api/prds", {})
+            wrong_method = routes.door_for("PUT", "http://127.0.0.1:3000/@connections/ab", {})
+            staged = routes.door_for("GET", "http://127.0.0.1:3000/local/@connections/ab", {})
+    finally:
+        server.close()
+
+    assert not fell_through
+    assert response.status_code == 201
+    assert response.content == b"emarf"
+    # Case-insensitive headers, as urllib3's are (botocore looks up e.g. "x-amzn-requestid").
+    assert response.headers["X-AMZN-REQUESTID"] == "r-1"
+    assert response.headers["x-method"] == "POST"
+    assert response.headers["x-target"] == "/@connections/ab%3D"
+    # What http.client adds on the wire: Host (the signed one), Accept-Encoding, Content-Length.
+    assert response.headers["x-got-host"] == "127.0.0.1:3000"
+    assert response.headers["x-got-accept-encoding"] == "identity"
+    assert response.headers["x-got-content-length"] == "5"
+    assert response.headers["x-got-authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKID/")
+    assert response.raw.stream is not None and list(response.raw.stream()) == []  # already read, as botocore does
+    assert (elsewhere, not_connections, wrong_method) == (None, None, None)
+    assert staged is routes.gateway
+
+
+def test_only_signed_requests_of_door_served_services_at_the_endpoint_use_the_moto_door(socket_dir: Path) -> None:
+    client = DoorClient(str(socket_dir / "m.sock"))
+    routes = DoorRoutes(endpoint_url="http://127.0.0.1:5000", services=frozenset({"dynamodb"}), moto=client)
+
+    def door_for(url: str, service: str | None) -> DoorClient | None:
+        headers = signed("POST", url, b"{}", service).headers if service else {}
+        return routes.door_for("POST", url, headers)
+
+    assert door_for("http://127.0.0.1:5000/", "dynamodb") is client
+    assert door_for("http://127.0.0.1:5000/", "s3") is None  # stays on HTTP
+    assert door_for("http://127.0.0.1:5000/", None) is None  # unsigned (Cognito's InitiateAuth)
+    assert door_for("http://127.0.0.1:50001/", "dynamodb") is None  # another port, same prefix
+    assert door_for("http://localhost:5000/", "dynamodb") is None
+
+
+def test_transport_failures_are_the_exceptions_botocore_retries(socket_dir: Path) -> None:
+    release = threading.Event()
+
+    def handler(request: DoorRequest) -> DoorResponse:
+        if request.path.endswith("/slow"):
+            release.wait(5)
+        return DoorResponse(200, [], b"")
+
+    path, dropping = str(socket_dir / "g.sock"), str(socket_dir / "x.sock")
+    routes = DoorRoutes(callback_url="http://127.0.0.1:3000", gateway=DoorClient(path))
+    url = "http://127.0.0.1:3000/@connections/"
+    with transport(routes):
+        with pytest.raises(EndpointConnectionError):  # no server yet
+            URLLib3Session().send(signed("POST", url + "x", b""))
+        server = BlockingDoorServer(path, handler)
+        try:
+            with pytest.raises(ReadTimeoutError):  # botocore's read timeout is the socket's
+                URLLib3Session(timeout=(1, 0.3)).send(signed("GET", url + "slow", b""))
+            release.set()
+            ok = URLLib3Session().send(signed("GET", url + "x", b""))
+        finally:
+            server.close()
+    broken = DoorRoutes(callback_url=url, gateway=DoorClient(dropping))
+    with dropping_server(dropping), transport(broken), pytest.raises(ConnectionClosedError):
+        URLLib3Session().send(signed("GET", url + "x", b""))
+    assert ok.status_code == 200
+
+
+def test_a_botocore_client_error_comes_back_parsed_as_over_http(socket_dir: Path) -> None:
+    def gone(request: DoorRequest) -> DoorResponse:
+        body = b'{"message": "Connection abc is gone"}'
+        return DoorResponse(410, [("x-amzn-ErrorType", "GoneException"), ("Content-Type", "application/json")], body)
+
+    server = BlockingDoorServer(str(socket_dir / "g.sock"), gone)
+    routes = DoorRoutes(callback_url="http://127.0.0.1:3000", gateway=DoorClient(server.path))
+    api = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url="http://127.0.0.1:3000",
+        region_name="us-east-1",
+        aws_access_key_id="AKID",
+        aws_secret_access_key="secret",
+    )
+    try:
+        with transport(routes) as fell_through, pytest.raises(api.exceptions.GoneException) as raised:
+            api.post_to_connection(ConnectionId="abc", Data=b"x")
+    finally:
+        server.close()
+    assert not fell_through
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
+    assert raised.value.response["Error"]["Message"] == "Connection abc is gone"
+
+
+def test_a_worker_installs_the_transport_when_botocore_is_imported_and_not_before() -> None:
+    script = (
+        "import sys\n"
+        f"sys.argv = ['worker_main']\n"
+        f"sys.path.insert(0, {str(ROOT / 'scripts' / 'localstack')!r})\n"
+        "import worker_main\n"
+        "worker_main.install_doors('/nonexistent/m.sock', '/nonexistent/g.sock', 'dynamodb,sqs')\n"
+        "assert 'botocore' not in sys.modules, 'loaded botocore eagerly'\n"
+        "from botocore.httpsession import URLLib3Session\n"
+        "transport = URLLib3Session.send.__door_transport__\n"
+        "print(sorted(transport.routes.services), transport.routes.endpoint_url, transport.routes.callback_url)\n"
+    )
+    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "WEBSOCKET_CALLBACK_URL": "http://127.0.0.1:3000"}
+    done = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['dynamodb',", "'sqs']", "http://127.0.0.1:5000", "http://127.0.0.1:3000"]
+
+
+def test_the_frame_is_two_lengths_a_json_header_and_the_raw_body() -> None:
+    frame = door.encode_request(DoorRequest("GET", "/x", [("A", "b")], b"\x00\xff"))
+    meta_length, body_length = door.FRAME.unpack(frame[:8])
+    assert frame[8 : 8 + meta_length] == b'{"m":"GET","t":"/x","h":[["A","b"]]}'
+    assert frame[8 + meta_length :] == b"\x00\xff" and body_length == 2
+    decoded = door.decode_request(frame[8 : 8 + meta_length], b"\x00\xff")
+    assert decoded == DoorRequest("GET", "/x", [("A", "b")], b"\x00\xff")
+    response = door.encode_response(DoorResponse(404, [], b"no"))
+    meta_length, _ = door.FRAME.unpack(response[:8])
+    assert door.decode_response(response[8 : 8 + meta_length], b"no") == DoorResponse(404, [], b"no")
+    with pytest.raises(door.DoorProtocolError):
+        door.decode_request(b'{"m": "GET"}', b"")
