@@ -45,6 +45,7 @@ class YClient:
         self.notices: list[dict[str, Any]] = []
         self.awareness: dict[int, Any] = {}
         self.synced = threading.Event()
+        self.step2_received = 0
         self.frames_received = 0
         self.received: list[str] = []
         self._remote = False
@@ -146,6 +147,16 @@ class YClient:
                 last_send = time.monotonic()
             time.sleep(0.05)
 
+    def resync(self, timeout: float = 20) -> None:
+        """Sync step 1 again and wait for the server's step 2: what a provider's gap repair does
+        (docs/protocol.md §4.5).  Relays may arrive out of order, and pycrdt 0.14 can leave an
+        update that arrived before its predecessor unintegrated; the step 2 fills the gap."""
+        before = self.step2_received
+        with self.lock:
+            state = self.doc.get_state()
+        self._send(encode_message(SyncStep1(state)))
+        self.wait_until(lambda: self.step2_received > before, timeout=timeout, what="the resync's step 2")
+
     def _send(self, message: bytes, *, ack_id: str | None = None) -> None:
         if self._ws is None:
             return  # offline: the next connect's sync exchange uploads what was missed
@@ -199,6 +210,7 @@ class YClient:
                 finally:
                     self._remote = False
             if isinstance(message, SyncStep2):
+                self.step2_received += 1
                 self.synced.set()
         elif isinstance(message, Awareness):
             for entry in message.entries():
