@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
+from prdtool.collab.protocol import write_var_string as var_string
+from prdtool.collab.protocol import write_var_uint as var_uint
 
-def var_uint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def var_string(text: str) -> bytes:
-    raw = text.encode()
-    return var_uint(len(raw)) + raw
+__all__ = ["any_content_update", "deep_any", "deep_any_object", "doc_content_update", "embed_update", "var_string",
+           "var_uint"]
 
 
 def deep_any(depth: int) -> bytes:
