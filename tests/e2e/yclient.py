@@ -56,6 +56,8 @@ class YClient:
         self._unacked: dict[str, bytes] = {}  # id -> message, until the server acknowledges it
         self._next_id = 0
         self._subscription = self.doc.observe(self._on_local_change)
+        self._presence: dict[str, Any] | None = None
+        self._renewer: threading.Thread | None = None
 
     # ------------------------------------------------------------------ connection
     def connect(self, *, timeout: float = 20) -> YClient:
@@ -101,9 +103,21 @@ class YClient:
             return str(self.text)
 
     def set_presence(self, state: dict[str, Any]) -> None:
+        """Announce ``state`` and keep renewing it every 15 s, as y-protocols does (peers drop a
+        state that stays silent for 30 s)."""
         self._awareness_clock += 1
+        self._presence = state
         entry = AwarenessEntry(self.doc.client_id, self._awareness_clock, state)
         self._send(encode_message(encode_awareness([entry])))
+        if self._renewer is None:
+            self._renewer = threading.Thread(target=self._renew_presence, name=f"presence-{self.name}", daemon=True)
+            self._renewer.start()
+
+    def _renew_presence(self) -> None:
+        while self._ws is not None:
+            time.sleep(15)
+            if self._presence is not None and self._ws is not None:
+                self.set_presence(self._presence)
 
     def send_raw(self, frame: str) -> None:
         assert self._ws is not None

@@ -149,3 +149,19 @@ def test_a_raised_role_keeps_the_session(stack: LocalStack, alice: Api, role: st
         bob.append("now an editor")
         bob.flush(timeout=30)
     assert "now an editor" in str(alice.get(f"/api/prds/{prd['id']}").json()["markdown"])
+
+
+def test_a_role_change_whose_notice_was_missed_is_told_by_the_recheck(stack: LocalStack, alice: Api) -> None:
+    """A notice sent while the client was reconnecting reaches nobody; the recheck tells it."""
+    from prdtool.prds.models import MemberModel
+
+    prd = _prd(alice, "Missed notice", bob_role="viewer")
+    with YClient(stack.ws_url, prd["id"], login(stack, "bob")["access_token"], name="bob") as bob:
+        with bound_to(stack):  # the change without any notice, as if it had been lost
+            MemberModel(prd["id"], "bob").update(actions=[MemberModel.role.set("editor")])
+        time.sleep(5.5)  # past the longest a container trusts its last check (ws_recheck_seconds)
+        bob.send_raw('{"action":"ping","id":1}')
+        assert _notice(bob, "role-changed")["role"] == "editor"
+        bob.append("told by the recheck")
+        bob.flush(timeout=30)
+    assert "told by the recheck" in str(alice.get(f"/api/prds/{prd['id']}").json()["markdown"])

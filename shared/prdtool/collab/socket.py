@@ -121,6 +121,8 @@ class SessionEnded(Exception):
 _rechecked: dict[str, tuple[float, Role | None, str]] = {}
 # connection id -> (tokens left, monotonic time of the last refill, monotonic time of the last refusal)
 _flood: dict[str, tuple[float, float, float]] = {}
+# connection id -> the role this container last told it about (role-changed), when not its initial one
+_role_told: dict[str, Role] = {}
 
 
 def _current_rights(session: Session, event: Mapping[str, Any]) -> Session:
@@ -156,6 +158,13 @@ def _current_rights(session: Session, event: Mapping[str, Any]) -> Session:
     if role is None and not session.is_admin:
         live.end_access(session.connection_id, session.prd_id)
         raise SessionEnded
+    if role != session.role and _role_told.get(session.connection_id) != role and role is not None:
+        # The role changed since the connection opened and its client may not know: a notice sent
+        # while it was reconnecting (a lowered role closes the connection) reached nobody.
+        _role_told[session.connection_id] = role
+        if len(_role_told) > 20_000:
+            _role_told.clear()
+        relay.send_json(session.connection_id, {"action": "notice", "type": "role-changed", "role": role.value})
     return replace(session, role=role)
 
 
@@ -264,6 +273,7 @@ def on_disconnect(event: Mapping[str, Any]) -> dict[str, Any]:
     _rechecked.pop(connection_id, None)
     _flood.pop(connection_id, None)
     _speaks_for.pop(connection_id, None)
+    _role_told.pop(connection_id, None)
     if gone is not None:
         _announce_departure(gone)
     authorizer = ctx.get("authorizer") or {}
