@@ -7,6 +7,9 @@ of the existing shared types (see ``collab.document``), never a rebuilt document
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from ..auth.policy import Action, Role, allowed
 from ..observability import logger
 from . import connections, relay, writequeue
@@ -51,17 +54,24 @@ def end_prd(connection_id: str, prd_id: str) -> None:
     relay.close(connection_id, {"action": "notice", "type": "prd-deleted", "prd": prd_id})
 
 
-def prd_deleted(prd_id: str) -> int:
-    """Close every connection to a deleted PRD, telling each why; returns how many were closed."""
+def _close_each(targets: Iterable[connections.Connection], notice: Mapping[str, Any], failure: str) -> int:
+    """Tell each connection why, then close it; one that cannot be closed is logged, not fatal
+    (its next frame is refused anyway). Returns how many were closed."""
     closed = 0
-    for conn in connections.of_prd(prd_id, include_expired=True):
+    for conn in targets:
         try:
-            end_prd(conn.connection_id, prd_id)
+            relay.close(conn.connection_id, notice)
             closed += 1
         except Exception:
-            logger.exception("could not close a connection to a deleted PRD",
-                             extra={"connection_id": conn.connection_id})
+            logger.exception(failure, extra={"connection_id": conn.connection_id})
     return closed
+
+
+def prd_deleted(prd_id: str) -> int:
+    """Close every connection to a deleted PRD, telling each why; returns how many were closed."""
+    return _close_each(connections.of_prd(prd_id, include_expired=True),
+                       {"action": "notice", "type": "prd-deleted", "prd": prd_id},
+                       "could not close a connection to a deleted PRD")
 
 
 def key_origin(api_key_id: str) -> str:
@@ -77,16 +87,10 @@ def end_key_sessions(username: str, api_key_id: str) -> int:
 def end_sessions(username: str, *, origin_jti: str | None, reason: str) -> int:
     """Close ``username``'s WebSocket connections (only those of one session, if ``origin_jti``):
     their credentials were revoked."""
-    closed = 0
-    for conn in connections.of_user(username):
-        if origin_jti and conn.origin_jti and conn.origin_jti != origin_jti:
-            continue
-        try:
-            end_session(conn.connection_id, reason)
-            closed += 1
-        except Exception:
-            logger.exception("could not close a revoked connection", extra={"connection_id": conn.connection_id})
-    return closed
+    targets = [c for c in connections.of_user(username)
+               if not (origin_jti and c.origin_jti and c.origin_jti != origin_jti)]
+    return _close_each(targets, {"action": "notice", "type": "session-ended", "reason": reason},
+                       "could not close a revoked connection")
 
 
 def role_changed(prd_id: str, username: str, role: str | None) -> None:
