@@ -237,9 +237,11 @@ def transport(routes: DoorRoutes) -> Iterator[list[Any]]:
     """The worker's ``URLLib3Session.send`` replacement in this process; yields what went to HTTP."""
     fell_through: list[Any] = []
     original = URLLib3Session.send
+    mine = threading.get_ident()
 
     def http(session: Any, request: Any) -> Any:
-        fell_through.append(request)
+        if threading.get_ident() == mine:  # not the session-scoped stack's pollers in this process
+            fell_through.append(request)
         return original(session, request)
 
     URLLib3Session.send = http  # type: ignore[method-assign]
