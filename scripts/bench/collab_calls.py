@@ -376,7 +376,7 @@ def _phases() -> list[tuple[Any, str, str]]:
 
     return [(socket, "parse_frame", "parse JSON frame"), (socket, "decode_message", "decode y-message"),
             (socket, "_validate_update", "validate (pycrdt)"), (store, "append_update", "PutItem update"),
-            (relay, "peers", "Query connections"), (relay, "broadcast", "fan-out posts (wall)"),
+            (relay, "update_peers", "peers (roster read)"), (relay, "broadcast", "fan-out posts (wall)"),
             (writequeue, "notify", "write-queue notify")]
 
 

@@ -14,6 +14,10 @@ The frame, both ways: ``>II`` (length of a small JSON header, length of the body
 then the body as raw bytes.  A request's header is ``{"m": method, "t": target, "h": [[name, value],
 ...]}`` (``t`` is the request line's target: raw path plus ``?query``); a response's is ``{"s":
 status, "h": [[name, value], ...]}``.  Header pairs keep their order and repeats, as on the wire.
+A request with method ``BATCH`` carries request frames as its body and is answered by a response
+whose body is their response frames, in order: the fan-out's posts to N connections cross in one
+exchange (``ConnectionsApi.post_each`` uses it through ``URLLib3Session.send_many``); each request
+in it is served exactly as if it had come alone.
 
 Who uses what:
 
@@ -136,6 +140,27 @@ def encode_response(response: DoorResponse) -> bytes:
     return _frame({"s": response.status, "h": response.headers}, response.body)
 
 
+BATCH = "BATCH"
+_BATCH_BYTES = 4 << 20  # requests per batch frame: a fan-out of large frames goes in several
+
+
+def _split_frames(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The (header, body) pairs of frames laid end to end (a batch's body)."""
+    frames: list[tuple[bytes, bytes]] = []
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < FRAME.size:
+            raise DoorProtocolError("a batch ends in the middle of a frame")
+        meta_length, body_length = FRAME.unpack_from(data, offset)
+        _check_lengths(meta_length, body_length)
+        start = offset + FRAME.size
+        offset = start + meta_length + body_length
+        if offset > len(data):
+            raise DoorProtocolError("a batch ends in the middle of a frame")
+        frames.append((data[start : start + meta_length], data[start + meta_length : offset]))
+    return frames
+
+
 def _check_lengths(meta_length: int, body_length: int) -> None:
     if meta_length > MAX_META_BYTES or body_length > MAX_BODY_BYTES:
         raise DoorProtocolError(f"frame too large: header {meta_length} bytes, body {body_length} bytes")
@@ -245,6 +270,28 @@ class DoorClient:
             self._drop(connection)
             raise DoorBroken(f"{self.path}: {exc}") from exc
 
+    def request_many(self, requests: Sequence[DoorRequest],
+                     timeout: float | None = DEFAULT_TIMEOUT_SECONDS) -> list[DoorResponse]:
+        """Send ``requests`` in one exchange (a ``BATCH``, or a few if they are large); their
+        responses in order.  Failures are :meth:`request`'s, for all of them."""
+        responses: list[DoorResponse] = []
+        group: list[bytes] = []
+        size = 0
+        for index, request in enumerate(requests):
+            encoded = encode_request(request)
+            group.append(encoded)
+            size += len(encoded)
+            if size >= _BATCH_BYTES or index == len(requests) - 1:
+                answer = self.request(DoorRequest(BATCH, "*", [], b"".join(group)), timeout)
+                if answer.status != 200:
+                    raise DoorProtocolError(f"{self.path}: the batch was refused ({answer.status})")
+                answers = [decode_response(*frame) for frame in _split_frames(answer.body)]
+                if len(answers) != len(group):
+                    raise DoorProtocolError(f"{self.path}: {len(answers)} answers to {len(group)} requests")
+                responses += answers
+                group, size = [], 0
+        return responses
+
     def close(self) -> None:
         """Close this thread's connection (other threads' close when their threads end)."""
         connection = getattr(self._local, "connection", None)
@@ -330,11 +377,11 @@ class BlockingDoorServer:
                 if frame is None:
                     return
                 request = decode_request(*frame)
-                try:
-                    response = self._handler(request)
-                except Exception as exc:  # the handler's bug must not kill the connection silently
-                    log.exception("%s: %s %s failed", self._name, request.method, request.target)
-                    response = _failure(exc)
+                if request.method == BATCH:
+                    parts = [self._answer(decode_request(*part)) for part in _split_frames(request.body)]
+                    response = DoorResponse(200, [], b"".join(encode_response(part) for part in parts))
+                else:
+                    response = self._answer(request)
                 conn.sendall(encode_response(response))
         except DoorProtocolError as exc:
             log.warning("%s: dropping a connection: %s", self._name, exc)
@@ -345,6 +392,13 @@ class BlockingDoorServer:
                 reader.close()
             with contextlib.suppress(OSError):
                 conn.close()
+
+    def _answer(self, request: DoorRequest) -> DoorResponse:
+        try:
+            return self._handler(request)
+        except Exception as exc:  # the handler's bug must not kill the connection silently
+            log.exception("%s: %s %s failed", self._name, request.method, request.target)
+            return _failure(exc)
 
     def close(self) -> None:
         """Stop accepting and remove the socket file (connections end with their clients)."""
@@ -388,11 +442,11 @@ class AsyncDoorServer:
                 meta = await reader.readexactly(meta_length)
                 body = await reader.readexactly(body_length) if body_length else b""
                 request = decode_request(meta, body)
-                try:
-                    response = await self._handler(request)
-                except Exception as exc:
-                    log.exception("%s: %s %s failed", self._name, request.method, request.target)
-                    response = _failure(exc)
+                if request.method == BATCH:
+                    parts = [await self._answer(decode_request(*part)) for part in _split_frames(request.body)]
+                    response = DoorResponse(200, [], b"".join(encode_response(part) for part in parts))
+                else:
+                    response = await self._answer(request)
                 writer.write(encode_response(response))
                 await writer.drain()
         except (DoorProtocolError, asyncio.IncompleteReadError) as exc:
@@ -403,6 +457,13 @@ class AsyncDoorServer:
             if task is not None:
                 self._connections.pop(task, None)
             writer.close()
+
+    async def _answer(self, request: DoorRequest) -> DoorResponse:
+        try:
+            return await self._handler(request)
+        except Exception as exc:
+            log.exception("%s: %s %s failed", self._name, request.method, request.target)
+            return _failure(exc)
 
     def stop_accepting(self) -> None:
         """Stop taking new connections and remove the socket file; open ones go on being served."""
@@ -550,30 +611,78 @@ class BotocoreDoorTransport:
         def send(session: Any, request: Any) -> Any:
             return transport.send(session, request)
 
+        def send_many(session: Any, requests: Sequence[Any]) -> list[Any]:
+            return transport.send_many(session, requests)
+
         send.__door_transport__ = self  # type: ignore[attr-defined]
         send.__wrapped__ = current  # type: ignore[attr-defined]
         session_class.send = send
+        session_class.send_many = send_many  # type: ignore[attr-defined]
 
     @staticmethod
     def uninstall(session_class: type[Any]) -> None:
         current = session_class.send
         if getattr(current, "__door_transport__", None) is not None:
             session_class.send = current.__wrapped__
+            with contextlib.suppress(AttributeError):
+                del session_class.send_many
 
     def send(self, session: Any, request: Any) -> Any:
         assert self.original is not None
         method = str(request.method).upper()
-        url = request.url
-        door = self.routes.door_for(method, url, request.headers)
+        door = self.routes.door_for(method, request.url, request.headers)
         body = _body_bytes(request.body) if door is not None else None
         if door is None or body is None:
             return self.original(session, request)
+        try:
+            answer = door.request(self._door_request(request, body), self._read_timeout(session, request))
+        except OSError as exc:
+            raise self._botocore_error(exc, request) from exc
+        return self._response(request, answer)
 
-        from botocore.awsrequest import AWSResponse
+    def send_many(self, session: Any, requests: Sequence[Any]) -> list[Any]:
+        """Send several requests: an answer (``AWSResponse``) or the exception :meth:`send` would
+        raise, per request, in order.  Requests that all go through the same door cross in one
+        exchange (a ``BATCH``), anything else is sent one by one."""
+        routed = [self.routes.door_for(str(request.method).upper(), request.url, request.headers)
+                  for request in requests]
+        bodies = [_body_bytes(request.body) for request in requests]
+        door = routed[0] if routed else None
+        if door is None or any(r is not door for r in routed) or any(body is None for body in bodies):
+            return [self._outcome(session, request) for request in requests]
+        sent = [self._door_request(request, body) for request, body in zip(requests, bodies, strict=True)
+                if body is not None]
+        try:
+            answers = door.request_many(sent, self._read_timeout(session, requests[0]))
+        except OSError as exc:
+            return [self._botocore_error(exc, request) for request in requests]
+        return [self._response(request, answer) for request, answer in zip(requests, answers, strict=True)]
+
+    def _outcome(self, session: Any, request: Any) -> Any:
+        try:
+            return self.send(session, request)
+        except Exception as exc:
+            return exc
+
+    @staticmethod
+    def _botocore_error(exc: OSError, request: Any) -> Exception:
+        """What botocore's ``send`` raises for this transport failure."""
         from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
-        from urllib3._collections import HTTPHeaderDict
 
-        parts = urlsplit(url)
+        url = request.url
+        if isinstance(exc, DoorUnavailable):
+            return EndpointConnectionError(endpoint_url=url, error=exc)
+        if isinstance(exc, TimeoutError):
+            return ReadTimeoutError(endpoint_url=url, error=exc)
+        if isinstance(exc, DoorError):
+            return ConnectionClosedError(error=exc, request=request, endpoint_url=url)
+        raise exc
+
+    @staticmethod
+    def _door_request(request: Any, body: bytes) -> DoorRequest:
+        """The request as ``http.client`` would put it on the wire."""
+        method = str(request.method).upper()
+        parts = urlsplit(request.url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = [(str(name), _header_text(value)) for name, value in request.headers.items()]
         present = {name.lower() for name, _ in headers}
@@ -584,17 +693,15 @@ class BotocoreDoorTransport:
             extra.append(("Accept-Encoding", "identity"))
         if "content-length" not in present and (body or method in ("POST", "PUT", "PATCH")):
             headers.append(("Content-Length", str(len(body))))
-        try:
-            answer = door.request(
-                DoorRequest(method, target, extra + headers, body), self._read_timeout(session, request)
-            )
-        except DoorUnavailable as exc:
-            raise EndpointConnectionError(endpoint_url=url, error=exc) from exc
-        except TimeoutError as exc:
-            raise ReadTimeoutError(endpoint_url=url, error=exc) from exc
-        except DoorError as exc:
-            raise ConnectionClosedError(error=exc, request=request, endpoint_url=url) from exc
-        response = AWSResponse(url, answer.status, HTTPHeaderDict(answer.headers), _RawBody(answer.body))
+        return DoorRequest(method, target, extra + headers, body)
+
+    @staticmethod
+    def _response(request: Any, answer: DoorResponse) -> Any:
+        """The ``AWSResponse`` urllib3's answer would have made."""
+        from botocore.awsrequest import AWSResponse
+        from urllib3._collections import HTTPHeaderDict
+
+        response = AWSResponse(request.url, answer.status, HTTPHeaderDict(answer.headers), _RawBody(answer.body))
         if not getattr(request, "stream_output", False):
             response.content  # noqa: B018 - what botocore's send does: read the body now
         return response

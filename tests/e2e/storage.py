@@ -13,13 +13,14 @@ _lock = threading.Lock()
 
 
 @contextmanager
-def bound_to(stack: LocalStack) -> Iterator[None]:
-    """Point prdtool's settings, clients and models at the stack (the store's own code paths)."""
+def bound_to(stack: LocalStack, function: str = "DocWriterFunction") -> Iterator[None]:
+    """Point prdtool's settings, clients and models at the stack, with ``function``'s environment
+    (the store's own code paths)."""
     from prdtool.aws import reset_clients
     from prdtool.settings import reset_settings_cache
     from prdtool.storage import rebind_models
 
-    env = dict(stack.manifest["functions"]["DocWriterFunction"]["environment"])
+    env = dict(stack.manifest["functions"][function]["environment"])
     env.update({"AWS_ENDPOINT_URL": stack.moto_url, "AWS_REGION": "us-east-1"})
     with _lock:
         saved = {k: os.environ.get(k) for k in env}

@@ -260,3 +260,63 @@ def test_compaction_keeps_updates_that_arrived_before_their_predecessor(stack: L
         assert store.compact(prd["id"]).folded == 1
     assert server_markdown(alice, prd["id"]) == str(text)
     assert server_markdown(alice, prd["id"]).endswith("two ") and "one" not in server_markdown(alice, prd["id"])
+
+
+def test_the_fan_out_reuses_its_list_of_peers_until_a_connection_comes_or_goes(
+        stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relayed update reads the PRD's roster version, not every connection item; the list is
+    queried again exactly when a connection was registered or removed in between."""
+    from prdtool.collab import connections, relay
+    from tests.e2e.storage import bound_to
+
+    queries: list[str] = []
+    real_of_prd = connections.of_prd
+
+    def counted(prd_id: str, **kwargs: Any) -> list[connections.Connection]:
+        queries.append(prd_id)
+        return real_of_prd(prd_id, **kwargs)
+
+    monkeypatch.setattr(connections, "of_prd", counted)
+    prd_id = f"roster-{time.time_ns()}"
+    expires = int(time.time()) + 600
+
+    def join(connection_id: str) -> None:
+        connections.register_connection(connections.Connection(connection_id, prd_id, "alice", "editor"),
+                                        token_expires_at=expires)
+
+    def ids(exclude: str | None = None) -> list[str]:
+        return sorted(c.connection_id for c in relay.update_peers(prd_id, exclude=exclude))
+
+    with bound_to(stack, "WebSocketFunction"):
+        assert connections.roster_version(prd_id) is None
+        assert ids() == [] and len(queries) == 1  # no roster yet: queried (and nothing to cache)
+        join("c1")
+        join("c2")
+        assert ids(exclude="c1") == ["c2"] and len(queries) == 2
+        for _ in range(3):
+            assert ids(exclude="c1") == ["c2"]
+        assert len(queries) == 2  # the same roster: the list was reused
+        join("c3")
+        assert ids(exclude="c1") == ["c2", "c3"] and len(queries) == 3
+        assert connections.remove("c2") is not None
+        assert ids(exclude="c1") == ["c3"] and len(queries) == 4
+        assert ids() == ["c1", "c3"] and len(queries) == 4
+
+
+def test_a_newcomer_receives_every_relayed_update_while_senders_reuse_their_peers(client_factory: Factory,
+                                                                                  prd: dict[str, Any]) -> None:
+    """Each Lambda environment keeps its own list of peers; a connection opened after they were
+    cached must still get every update relayed after its sync, with no resync of its own."""
+    alice, bob = client_factory("alice"), client_factory("bob")
+    for n in range(8):  # several edits, so that several environments cache the two-person list
+        alice.append(f"a{n} ")
+        bob.wait_until(lambda n=n: f"a{n} " in bob.content(), what=f"edit a{n}")
+    newcomer = client_factory("bob")
+    newcomer.wait_until(lambda: "a7 " in newcomer.content(), what="the document at sync")
+    expected = newcomer.content()
+    for n in range(8):  # one at a time: relays of one sender may overtake each other (see resync)
+        alice.append(f"b{n} ")
+        expected += f"b{n} "
+        newcomer.wait_until(lambda want=expected: newcomer.content() == want,
+                            what=f"relayed edit b{n}, without a resync")
+    assert alice.content() == expected

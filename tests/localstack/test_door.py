@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import unittest.mock
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -229,6 +230,70 @@ def test_the_asyncio_server_serves_connections_concurrently(socket_dir: Path, ca
     assert not [r for r in caplog.records if r.name == "asyncio"], "asyncio logged an error at close"
 
 
+def test_a_batch_is_served_request_by_request_and_answered_in_order(socket_dir: Path) -> None:
+    """BATCH: several requests in one exchange, each served as if alone (a failure stays its own),
+    by both servers; large batches are split so that no frame exceeds the door's limits."""
+    def blocking(request: DoorRequest) -> DoorResponse:
+        if request.target == "/bug":
+            raise ValueError("a bug")
+        return echo(request)
+
+    async def asynchronous(request: DoorRequest) -> DoorResponse:
+        return blocking(request)
+
+    loop = LoopThread("door-batch-test")
+    served = AsyncDoorServer(str(socket_dir / "a.sock"), asynchronous)
+    loop.run(served.start())
+    servers = [(BlockingDoorServer(str(socket_dir / "b.sock"), blocking), None), (served, loop)]
+    requests = [DoorRequest("POST", f"/@connections/c{i}", [("X-N", str(i))], bytes([i]) * i) for i in range(40)]
+    requests[7] = DoorRequest("GET", "/bug", [], b"")
+    try:
+        for server, _ in servers:
+            client = DoorClient(server.path)
+            answers = client.request_many(requests)
+            assert [a.status for a in answers] == [500 if i == 7 else 201 for i in range(40)]
+            assert b"ValueError: a bug" in answers[7].body
+            for i, (request, answer) in enumerate(zip(requests, answers, strict=True)):
+                if i != 7:
+                    assert answer.body == request.body[::-1]
+                    assert (answer.header("X-Target"), answer.header("X-Got-X-N")) == (request.target, str(i))
+            assert client.request(DoorRequest("GET", "/after", [], b"")).status == 201  # the connection goes on
+            assert client.request_many([]) == []
+            exchanges: list[DoorRequest] = []
+            real_request = client.request
+
+            def counted(request: DoorRequest, timeout: float | None = 60.0, seen: list[DoorRequest] = exchanges,
+                        real: Any = real_request) -> DoorResponse:
+                seen.append(request)
+                return real(request, timeout)  # type: ignore[no-any-return]
+
+            with unittest.mock.patch.object(door, "_BATCH_BYTES", 200), \
+                    unittest.mock.patch.object(client, "request", counted):
+                split = client.request_many(requests[:9])
+            assert [a.status for a in split] == [201] * 7 + [500, 201]
+            assert [a.body for i, a in enumerate(split) if i != 7] == [r.body[::-1] for i, r in enumerate(requests[:9])
+                                                                      if i != 7]
+            assert 2 <= len(exchanges) < 9 and all(len(e.body) < 200 + 200 for e in exchanges)
+            client.close()
+    finally:
+        servers[0][0].close()
+        loop.run(served.close())
+        loop.close()
+
+
+def test_a_malformed_batch_drops_the_connection_and_leaves_the_server_serving(socket_dir: Path) -> None:
+    server = BlockingDoorServer(str(socket_dir / "b.sock"), echo)
+    client = DoorClient(server.path)
+    try:
+        truncated = door.encode_request(DoorRequest("GET", "/", [], b"abc"))[:-1]
+        with pytest.raises(DoorBroken):
+            client.request(DoorRequest(door.BATCH, "*", [], truncated))
+        assert client.request(DoorRequest("GET", "/x", [], b"")).status == 201
+    finally:
+        client.close()
+        server.close()
+
+
 # ---------------------------------------------------------------- botocore's transport
 
 
@@ -388,3 +453,42 @@ def test_the_frame_is_two_lengths_a_json_header_and_the_raw_body() -> None:
     assert door.decode_response(response[8 : 8 + meta_length], b"no") == DoorResponse(404, [], b"no")
     with pytest.raises(door.DoorProtocolError):
         door.decode_request(b'{"m": "GET"}', b"")
+
+
+def test_send_many_carries_requests_to_one_door_in_one_exchange_and_the_rest_one_by_one(socket_dir: Path) -> None:
+    batches: list[str] = []
+
+    def gateway(request: DoorRequest) -> DoorResponse:
+        if request.target.endswith("/gone"):
+            return DoorResponse(410, [("x-amzn-ErrorType", "GoneException")], b'{"message":"gone"}')
+        return DoorResponse(200, [("X-Target", request.target)], request.body)
+
+    server = BlockingDoorServer(str(socket_dir / "g.sock"), gateway)
+    client = DoorClient(server.path)
+    real_request_many = client.request_many
+
+    def counted(requests: Any, timeout: float | None = 60.0) -> Any:
+        batches.append(",".join(r.target for r in requests))
+        return real_request_many(requests, timeout)
+
+    client.request_many = counted  # type: ignore[method-assign]
+    routes = DoorRoutes(callback_url="http://127.0.0.1:3000", gateway=client)
+    base = "http://127.0.0.1:3000/@connections/"
+    try:
+        with transport(routes) as fell_through:
+            session = URLLib3Session()
+            answers = session.send_many([signed("POST", base + "a", b"1"), signed("POST", base + "gone", b"2"),
+                                         signed("POST", base + "b", b"3")])
+            assert batches == ["/@connections/a,/@connections/gone,/@connections/b"]
+            assert [a.status_code for a in answers] == [200, 410, 200]
+            assert [a.content for a in answers] == [b"1", b'{"message":"gone"}', b"3"]
+            assert answers[1].headers["X-AMZN-ERRORTYPE"] == "GoneException"
+            # Not all to the same door: each alone, and a transport failure is returned, not raised.
+            mixed = session.send_many([signed("POST", base + "c", b"4"), signed("POST", "http://127.0.0.1:1/x", b"")])
+            assert len(batches) == 1 and len(fell_through) == 1
+            assert mixed[0].status_code == 200
+            assert isinstance(mixed[1], EndpointConnectionError)
+        assert not hasattr(URLLib3Session, "send_many")  # uninstalled with the transport
+    finally:
+        client.close()
+        server.close()

@@ -11,6 +11,7 @@ from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.httpsession import URLLib3Session
+from botocore.utils import percent_encode
 
 from prdtool.collab import poster
 
@@ -62,6 +63,30 @@ def test_the_signature_is_botocores() -> None:
         assert mine == SigV4Auth(CREDS, "execute-api", "eu-west-1").signature("string to sign", request)
 
 
+@pytest.mark.parametrize("token", ["session-token", None])
+@pytest.mark.parametrize("connection_id", ["L0SM9cOFvHcCIhw=", "a/b+c=", "with space~ü"])
+@pytest.mark.parametrize(("method", "body"), [("POST", b'{"action":"y"}'), ("DELETE", b"")])
+def test_each_request_is_byte_for_byte_what_botocores_signer_prepares(
+        monkeypatch: pytest.MonkeyPatch, token: str | None, connection_id: str, method: str, body: bytes) -> None:
+    import datetime
+
+    import botocore.auth
+
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    instant = datetime.datetime(2026, 12, 6, 3, 4, 5)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: instant)
+    monkeypatch.setattr(poster.time, "gmtime", lambda: instant.timetuple())
+    for endpoint in (ENDPOINT, "http://127.0.0.1:3000", "https://ws.example.com:8443/v1/stage"):
+        ours = poster.ConnectionsApi(endpoint, "eu-west-1", creds)._request(method, connection_id, body)
+        url = f"{endpoint}/@connections/{percent_encode(connection_id)}"
+        expected = AWSRequest(method=method, url=url, data=body)
+        SigV4Auth(creds, "execute-api", "eu-west-1").add_auth(expected)
+        theirs = expected.prepare()
+        assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
+        assert list(ours.headers.items()) == list(theirs.headers.items())
+        assert type(ours.headers) is type(theirs.headers)  # urllib3 copies them: HeadersDict has copy()
+
+
 def test_the_request_is_the_one_boto3_sends(sent: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
     connection_id = "L0SM9cOFvHcCIhw=/+"
     api = poster.ConnectionsApi(ENDPOINT, "eu-west-1", CREDS)
@@ -108,3 +133,76 @@ def test_throttling_and_server_errors_are_retried_twice(sent: list[Any]) -> None
         api.post("c1", b"x")
     assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 504
     assert len(sent) == 7
+
+
+def test_post_each_posts_every_frame_in_order_and_reports_each_connection(sent: list[Any]) -> None:
+    """Without ``send_many`` (AWS): one thread per connection; a failure stops only its connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = poster.ConnectionsApi(ENDPOINT, "eu-west-1", CREDS)
+    answers = {"gone": _answer(410, {"x-amzn-ErrorType": "GoneException"}),
+               "refused": _answer(403, {"x-amzn-ErrorType": "ForbiddenException"})}
+
+    def send(self: URLLib3Session, request: Any) -> AWSResponse:
+        sent.append(request)
+        return answers.get(request.url.rsplit("/", 1)[1], _answer(200))
+
+    with ThreadPoolExecutor(4) as pool, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(URLLib3Session, "send", send)
+        outcomes = api.post_each(["a", "gone", "b", "refused"], [b"one", b"two"], pool)
+    assert outcomes["a"] is None and outcomes["b"] is None
+    assert isinstance(outcomes["gone"], ClientError) and outcomes["gone"].response["Error"]["Code"] == "GoneException"
+    assert isinstance(outcomes["refused"], ClientError)
+    by_connection: dict[str, list[bytes]] = {}
+    for request in sent[1:]:
+        by_connection.setdefault(request.url.rsplit("/", 1)[1], []).append(request.body)
+    assert by_connection == {"a": [b"one", b"two"], "b": [b"one", b"two"], "gone": [b"one"], "refused": [b"one"]}
+
+
+class _BatchingSession(URLLib3Session):
+    """An HTTP session that can carry many requests at once, as the local stack's door transport."""
+
+    def __init__(self, answer: Any) -> None:
+        super().__init__()
+        self.answer = answer
+        self.batches: list[list[Any]] = []
+        self.alone: list[Any] = []
+
+    def send_many(self, requests: list[Any]) -> list[Any]:
+        self.batches.append(list(requests))
+        return [self.answer(request) for request in requests]
+
+    def send(self, request: Any) -> AWSResponse:
+        self.alone.append(request)
+        return _answer(200)
+
+
+def test_post_each_sends_a_frame_to_all_connections_in_one_batch_where_the_session_can(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    throttled_once: set[str] = set()
+
+    def answer(request: Any) -> Any:
+        target = request.url.rsplit("/", 1)[1]
+        if target == "gone":
+            return _answer(410, {"x-amzn-ErrorType": "GoneException"})
+        if target == "broken":
+            return ConnectionError("the door broke")
+        if target == "busy" and target not in throttled_once:
+            throttled_once.add(target)
+            return _answer(429, {"x-amzn-ErrorType": "LimitExceededException"})
+        return _answer(200)
+
+    session = _BatchingSession(answer)
+    api = poster.ConnectionsApi(ENDPOINT, "eu-west-1", CREDS)
+    monkeypatch.setattr(api, "_http", session)
+    outcomes = api.post_each(["a", "gone", "busy", "broken", "a"], [b"one", b"two"], pool=None)  # type: ignore[arg-type]
+    assert list(outcomes) == ["a", "gone", "busy", "broken"]
+    assert outcomes["a"] is None and outcomes["busy"] is None
+    assert isinstance(outcomes["gone"], ClientError) and isinstance(outcomes["broken"], ConnectionError)
+    # Frame one to all four, frame two to those still there; the throttled post retried alone.
+    assert [[r.url.rsplit("/", 1)[1] for r in batch] for batch in session.batches] == [
+        ["a", "gone", "busy", "broken"], ["a", "busy"]]
+    assert [(r.url.rsplit("/", 1)[1], r.body) for r in session.alone] == [("busy", b"one")]
+    first = session.batches[0][0]
+    assert first.body == b"one" and _text(first.headers["Authorization"]).startswith(
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")

@@ -13,11 +13,20 @@ id (``aw``: client id -> ``"<clock> <state JSON>"``, written at most once a seco
 the same query that lists a PRD's peers answers a newcomer's "who is here" (query-awareness) and
 ``$disconnect`` knows which clients left at which clock.  Client ids are claimed per PRD
 (``(aw#<prdId>, <clientId>)``): a connection may only speak for client ids that no one else holds.
+
+Roster: ``(prd#<id>, roster)`` holds a fresh random version each time a connection of the PRD is
+registered or removed.  The fan-out of a document update reads that one item (strongly
+consistent) instead of querying every connection item: while the version is the one a container
+saw with its last query, the list it got then is still the PRD's list.  A connection registers its
+items before the version changes, and its sync step 1 reads the document only after ``$connect``
+returns, so an update stored before a sender's version read is either relayed to the newcomer
+(the sender saw the new version) or read by the newcomer's sync (the version changed after it).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -77,6 +86,36 @@ class AwarenessClaim(Model):
     expires_at = NumberAttribute()  # TTL
 
 
+@register
+class RosterModel(Model):
+    """Changes whenever the set of a PRD's connections changes (see the module's docstring)."""
+
+    Meta = table_meta("connections_table")
+
+    pk = UnicodeAttribute(hash_key=True)  # prd#<prdId>
+    sk = UnicodeAttribute(range_key=True)  # "roster"
+    version = UnicodeAttribute()
+    expires_at = NumberAttribute()  # TTL: outlives the longest connection by an hour
+
+
+ROSTER_SK = "roster"
+
+
+def roster_version(prd_id: str) -> str | None:
+    """The PRD's current roster version (one strongly consistent read of one small item)."""
+    try:
+        return str(RosterModel.get(_prd_pk(prd_id), ROSTER_SK, consistent_read=True).version)
+    except RosterModel.DoesNotExist:
+        return None
+
+
+def _roster_changed(prd_id: str) -> None:
+    # A random version, not a counter: an expired roster starting again at 1 could match a
+    # container's hours-old list.
+    RosterModel(pk=_prd_pk(prd_id), sk=ROSTER_SK, version=uuid.uuid4().hex,
+                expires_at=int(time.time()) + MAX_CONNECTION_SECONDS + 3600).save()
+
+
 @dataclass(frozen=True)
 class Connection:
     connection_id: str
@@ -109,6 +148,7 @@ def register_connection(connection: Connection, *, token_expires_at: int) -> Non
                                    **common))
         batch.save(ConnectionModel(pk=f"conn#{connection.connection_id}", sk="meta",
                                    user_key=connection.username, origin_jti=connection.origin_jti or None, **common))
+    _roster_changed(connection.prd_id)  # after the items: see the module's docstring
 
 
 def _presence(item: ConnectionModel) -> dict[int, tuple[int, str | None]]:
@@ -187,6 +227,8 @@ def remove(connection_id: str) -> Connection | None:
             batch.delete(ConnectionModel(pk=_prd_pk(known.prd_id), sk=f"conn#{connection_id}"))
         for part in parts:
             batch.delete(ConnectionModel(pk=part.pk, sk=part.sk))
+    if known is not None:
+        _roster_changed(known.prd_id)
     if known is not None and prd_item is not None:
         known = replace(known, presence=_presence(prd_item))
     return known

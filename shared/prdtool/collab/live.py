@@ -28,7 +28,7 @@ def apply_server_update(prd_id: str, update: bytes, *, origin: str) -> None:
     if not new:
         return
     try:
-        relay.broadcast(relay.peers(prd_id, exclude=None), encode_frames(encode_message(SyncUpdate(update))))
+        relay.broadcast(relay.update_peers(prd_id, exclude=None), encode_frames(encode_message(SyncUpdate(update))))
     except Exception:
         logger.exception("could not relay a server-side edit", extra={"prd_id": prd_id})
     writequeue.notify(prd_id)

@@ -36,7 +36,7 @@ def _connections_api(endpoint: str, region: str) -> ConnectionsApi:
     return ConnectionsApi(endpoint, region, credentials(), max_connections=_pool._max_workers + 4)
 
 
-def _error_code(exc: Exception) -> str:
+def _error_code(exc: BaseException) -> str:
     return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
 
 
@@ -80,20 +80,28 @@ class Broadcast:
 
 def broadcast(targets: Iterable[connections.Connection], frames: Sequence[str]) -> Broadcast:
     """Send ``frames`` to every target concurrently; a failure on one peer never stops the others."""
-    futures = [_pool.submit(send, target.connection_id, frames) for target in targets]
-    sent = gone = failed = 0
-    for future in futures:
-        try:
-            if future.result():
-                sent += 1
-            else:
-                gone += 1
-        except Exception:
+    ids = [target.connection_id for target in targets]
+    if not ids:
+        return Broadcast(0, 0, 0)
+    outcomes = _management().post_each(ids, [frame.encode() for frame in frames], _pool)
+    sent = failed = 0
+    gone: list[str] = []
+    for connection_id, error in outcomes.items():
+        if error is None:
+            sent += 1
+        elif _error_code(error) == "GoneException":
+            gone.append(connection_id)
+        else:
             failed += 1
-            logger.exception("post to a peer failed")
+            logger.error("post to a peer failed", extra={"connection_id": connection_id, "error": repr(error)})
+    for removal in [_pool.submit(connections.remove, connection_id) for connection_id in gone]:
+        try:
+            removal.result()
+        except Exception:
+            logger.exception("could not forget a closed connection")
     if failed:
         metrics.add_metric(name="FanoutFailed", unit=MetricUnit.Count, value=failed)
-    return Broadcast(sent, gone, failed)
+    return Broadcast(sent, len(gone), failed)
 
 
 # Connections this container already told that their credentials expired (id -> when), so a busy
@@ -112,19 +120,51 @@ def peers(prd_id: str, *, exclude: str | None) -> list[connections.Connection]:
     Connections whose credentials expired are left out — they receive nothing after the moment
     of expiry — and are told so and closed in the background.
     """
-    now = time.time()
     found = connections.of_prd(prd_id, include_expired=True)
+    live = _live(found)
+    _peers_seen[prd_id] = (time.monotonic(), live)
+    if len(_peers_seen) > 10_000:
+        _peers_seen.clear()
+    return [c for c in live if c.connection_id != exclude]
+
+
+# PRD id -> (roster version, its connections as queried under that version).
+_rosters: dict[str, tuple[str, list[connections.Connection]]] = {}
+
+
+def update_peers(prd_id: str, *, exclude: str | None) -> list[connections.Connection]:
+    """The PRD's other connections, for relaying a document update that is already stored.
+
+    As complete as :func:`peers`, for one read of one item while the PRD's connections stay the
+    same: the roster version is read (strongly consistent) before the list is reused or queried
+    again, so a connection registered before that read is in the list, and one registered after
+    it reads the stored update in its own sync (``connections``' docstring).  The presence on the
+    returned connections may be stale; use :func:`peers` where it matters.
+    """
+    version = connections.roster_version(prd_id)
+    cached = _rosters.get(prd_id)
+    if version is not None and cached is not None and cached[0] == version:
+        found = cached[1]
+    else:
+        found = connections.of_prd(prd_id, include_expired=True)  # queried after the version read
+        if version is not None:
+            if len(_rosters) > 10_000:
+                _rosters.clear()
+            _rosters[prd_id] = (version, found)
+    return [c for c in _live(found) if c.connection_id != exclude]
+
+
+def _live(found: list[connections.Connection]) -> list[connections.Connection]:
+    """``found`` without the connections whose credentials expired; those are told so and closed
+    in the background (once per container every 10 s, while their ``$disconnect`` is under way)."""
+    now = time.time()
     expired = [c for c in found if c.expires_at <= now and _expiring.get(c.connection_id, 0.0) < now - 10]
     for conn in expired:
         _expiring[conn.connection_id] = now
         _pool.submit(_close_quietly, conn.connection_id, SESSION_EXPIRED_NOTICE)
     if len(_expiring) > 10_000:
         _expiring.clear()
-    live = [c for c in found if c.expires_at > now]
-    _peers_seen[prd_id] = (time.monotonic(), live)
-    if len(_peers_seen) > 10_000:
-        _peers_seen.clear()
-    return [c for c in live if c.connection_id != exclude]
+    return [c for c in found if c.expires_at > now]
 
 
 def recent_peers(prd_id: str, *, exclude: str | None, max_age: float) -> list[connections.Connection]:

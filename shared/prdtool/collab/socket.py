@@ -431,7 +431,7 @@ def _accept_update(session: Session, update: bytes, as_update_message: bytes, *,
     if not new:
         return  # a retry or a resend: already stored and relayed once
     frames = encode_frames(as_update_message)
-    relay.broadcast(relay.peers(session.prd_id, exclude=session.connection_id), frames)
+    relay.broadcast(relay.update_peers(session.prd_id, exclude=session.connection_id), frames)
     writequeue.notify(session.prd_id)
     metrics.add_metric(name="UpdatesStored", unit=MetricUnit.Count, value=1)
 
