@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import WebSocketError, WSMsgType, web
-from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth
-from botocore.awsrequest import AWSRequest
+from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth, _host_from_url
 from botocore.credentials import Credentials
+from botocore.utils import normalize_url_path
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from scripts.localstack.door import AsyncDoorServer, DoorRequest, DoorResponse
@@ -217,17 +217,38 @@ def _parse_amz_date(value: str) -> datetime | None:
         return None
 
 
-class _ReceivedRequest(AWSRequest):
-    """A received request for botocore's signer: its body is the bytes received.
+def canonical_request(method: str, host: str, raw_path: str, raw_query: str,
+                      headers: CIMultiDictProxy[str] | CIMultiDict[str], signed_names: Sequence[str],
+                      body: bytes) -> str:
+    """SigV4's canonical request of a received request, as botocore's ``SigV4Auth`` builds it for
+    the client (same path normalisation and encoding, query order, header folding, payload hash),
+    without building a botocore request: ~4x faster, and the gateway checks every post of a
+    fan-out (tests/localstack/test_connections_door.py compares it with botocore's)."""
+    values: dict[str, list[str]] = {}
+    for name in signed_names:
+        if name not in _UNSIGNABLE:
+            found = headers.getall(name, [])
+            if found:
+                values.setdefault(name.lower(), []).extend(found)
+    if "host" not in values:
+        values["host"] = [_host_from_url(f"http://{host}")]
+    names = sorted(values)
+    canonical_headers = "".join(f"{name}:{','.join(' '.join(v.split()) for v in values[name])}\n" for name in names)
+    query = ""
+    if raw_query:
+        query = "&".join(f"{key}={value}" for key, value in sorted(pair.partition("=")[::2]
+                                                                     for pair in raw_query.split("&")))
+    declared = values.get("x-amz-content-sha256")
+    payload = declared[0] if declared else hashlib.sha256(body).hexdigest()
+    path = quote(normalize_url_path(urlsplit(f"http://{host}{raw_path}").path), safe="/~")
+    return "\n".join((method.upper(), path, query, canonical_headers, ";".join(names), payload))
 
-    ``AWSRequest.body`` prepares the whole request again on every access, and the signer reads it
-    up to three times; for bytes the prepared body *is* the data, so this changes nothing but time.
-    """
 
-    @property
-    def body(self) -> bytes:
-        data: bytes = self.data
-        return data
+class _Timestamped:
+    """What ``_CachedKeySigner.signature`` reads of a request: its SigV4 timestamp."""
+
+    def __init__(self, amz_date: str) -> None:
+        self.context = {"timestamp": amz_date}
 
 
 class _CachedKeySigner(SigV4Auth):
@@ -363,17 +384,11 @@ class SigV4Verifier:
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             )
         # Only what the client signed goes into the canonical request, exactly as received; the
-        # signer hashes the body that was received (the client signed the body it sent).
-        request = _ReceivedRequest(
-            method=method, url=f"http://{host}{raw_path}" + (f"?{raw_query}" if raw_query else ""), data=body
-        )
-        for name in signed_names:
-            if name not in _UNSIGNABLE:
-                for value in headers.getall(name, []):
-                    request.headers[name] = value  # appends: a repeated header stays repeated
-        request.context["timestamp"] = amz_date
-        canonical = self._signer.canonical_request(request)
-        expected = self._signer.signature(self._signer.string_to_sign(request, canonical), request)
+        # body's hash is of the body received (the client signed the body it sent).
+        canonical = canonical_request(method, host, raw_path, raw_query, headers, signed_names, body)
+        string_to_sign = "\n".join((SIGV4_ALGORITHM, amz_date, f"{day}/{region}/{service}/aws4_request",
+                                    hashlib.sha256(canonical.encode("utf-8")).hexdigest()))
+        expected = self._signer.signature(string_to_sign, _Timestamped(amz_date))
         if not hmac.compare_digest(expected, fields["Signature"]):
             return AuthRefusal(
                 "InvalidSignatureException",

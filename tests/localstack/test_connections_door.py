@@ -222,3 +222,36 @@ def test_the_cached_signing_key_is_per_day_and_secret(monkeypatch: pytest.Monkey
     # A key cached for the day is never one for another secret.
     assert check(early, secret="testing") == "InvalidSignatureException"
     assert check(early) is None
+
+
+@pytest.mark.parametrize(("method", "path", "query", "headers", "body"), [
+    ("POST", "/@connections/abc%3D", "", [("Host", "127.0.0.1:3000"), ("X-Amz-Date", "20261206T030405Z")], b"x"),
+    ("DELETE", "/prod/@connections/a%2Fb+c", "", [("Host", "h"), ("X-Amz-Date", "20261206T030405Z"),
+                                                    ("X-Amz-Security-Token", "tok/en=")], b""),
+    ("GET", "/stage/./a/../@connections/x~y%20z", "b=2&a=1&a=0&c", [("Host", "h:80"), ("X-Amz-Date", "d"),
+                                                                      ("X-Multi", "  one   two "), ("x-multi", "3")],
+     b""),
+    ("post", "/@connections/q", "", [("Host", "h"), ("X-Amz-Date", "d"), ("User-Agent", "signed by mistake"),
+                                     ("X-Amz-Content-SHA256", "UNSIGNED-PAYLOAD"), ("Content-Type", "a/b")], b"{}"),
+])
+def test_the_gateways_canonical_request_is_botocores(method: str, path: str, query: str,
+                                                     headers: list[tuple[str, str]], body: bytes) -> None:
+    """``canonical_request`` (what the gateway checks every post with) against botocore's own, for
+    the headers the client says it signed, received as they are."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from multidict import CIMultiDict
+
+    from scripts.localstack.gateway import _UNSIGNABLE, canonical_request
+
+    received = CIMultiDict(headers)
+    signed = sorted({name.lower() for name, _ in headers} | {"host"})
+    request = AWSRequest(method=method, url=f"http://{received['Host']}{path}" + (f"?{query}" if query else ""),
+                         data=body)
+    for name in signed:
+        if name not in _UNSIGNABLE:
+            for value in received.getall(name, []):
+                request.headers[name] = value
+    theirs = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "execute-api", REGION).canonical_request(request)
+    assert canonical_request(method, received["Host"], path, query, received, signed, body) == theirs
