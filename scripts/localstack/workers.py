@@ -44,7 +44,10 @@ log = logging.getLogger("localstack.lambda")
 function_output = logging.getLogger("localstack.fn")
 
 WORKER_MAIN = Path(__file__).with_name("worker_main.py")
-DEFAULT_MAX_CONCURRENCY = 4
+# Environments per function, started on demand as Lambda does (AWS's account default is 1,000).
+# 4 queued a workshop's edits: at 50 editors x 2 edits/s, bursts keep 4 busy while half the CPU
+# is idle, and the queue then grows (docs/benchmarks.md, edit latency); 8 keeps up.
+DEFAULT_MAX_CONCURRENCY = 8
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit on the init phase of an on-demand environment
 SHUTDOWN_GRACE_SECONDS = 2.0
 # Lambda retries a failed asynchronous invocation twice, about 1 and 2 minutes apart.  Locally the
