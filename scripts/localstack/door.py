@@ -54,6 +54,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from io import BytesIO
 from types import ModuleType
 from typing import Any
@@ -546,12 +547,18 @@ class DoorRoutes:
                 return self.moto
             return None
         if self.gateway is not None and self.callback_url and method in _CONNECTIONS_METHODS:
-            parts = urlsplit(url)
-            if (parts.scheme.lower(), parts.netloc.lower()) == _origin(self.callback_url) and (
-                _CONNECTIONS_PATH.fullmatch(parts.path)
-            ):
+            scheme, netloc, path = _url_parts(url)
+            if (scheme, netloc) == _origin(self.callback_url) and _CONNECTIONS_PATH.fullmatch(path):
                 return self.gateway
         return None
+
+
+@lru_cache(maxsize=4096)
+def _url_parts(url: str) -> tuple[str, str, str]:
+    """(scheme, netloc, path) of a URL, lower-cased where case does not matter: a fan-out routes the
+    same few ``@connections`` URLs again and again."""
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower(), parts.path
 
 
 class _RawBody(BytesIO):

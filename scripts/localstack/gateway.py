@@ -39,6 +39,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
@@ -240,8 +241,14 @@ def canonical_request(method: str, host: str, raw_path: str, raw_query: str,
                                                                      for pair in raw_query.split("&")))
     declared = values.get("x-amz-content-sha256")
     payload = declared[0] if declared else hashlib.sha256(body).hexdigest()
-    path = quote(normalize_url_path(urlsplit(f"http://{host}{raw_path}").path), safe="/~")
+    path = _canonical_path(host, raw_path)
     return "\n".join((method.upper(), path, query, canonical_headers, ";".join(names), payload))
+
+
+@lru_cache(maxsize=4096)
+def _canonical_path(host: str, raw_path: str) -> str:
+    # A fan-out posts to the same few connection paths again and again.
+    return quote(normalize_url_path(urlsplit(f"http://{host}{raw_path}").path), safe="/~")
 
 
 class _Timestamped:
@@ -1115,7 +1122,7 @@ class Gateway:
         found = _CONNECTIONS_PATH.fullmatch(raw_path)
         if found is None:
             return _message_answer(404, "Not Found")
-        connection_id = unquote(found.group(1))
+        connection_id = _connection_id(found.group(1))
         live = self._connections.get(connection_id)
         if live is None or live.socket.closed:
             return _gone(connection_id)
@@ -1143,6 +1150,11 @@ class Gateway:
             await self._close_connection(live, 1000, "Connection deleted by the server")
             return ManagementAnswer(204)
         return _message_answer(405, "Method Not Allowed")
+
+
+@lru_cache(maxsize=4096)
+def _connection_id(encoded: str) -> str:
+    return unquote(encoded)
 
 
 def _from_loopback(request: web.Request) -> bool:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -159,7 +160,8 @@ class ConnectionsApi:
 
     def _request(self, method: str, connection_id: str, body: bytes) -> AWSPreparedRequest:
         """The request botocore would prepare and sign for this call, signed now."""
-        path = f"{self._base_path}/@connections/{percent_encode(connection_id)}"
+        encoded = percent_encode(connection_id)
+        path = f"{self._base_path}/@connections/{encoded}"
         credentials = self._credentials.get_frozen_credentials()
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         headers = HeadersDict()
@@ -169,7 +171,7 @@ class ConnectionsApi:
         headers["Authorization"] = authorization(method, path, self._host, body, amz_date, credentials,
                                                  self.region, SERVICE)
         headers["Content-Length"] = str(len(body))  # as botocore's preparer: for every method but GET
-        return AWSPreparedRequest(method, f"{self.endpoint}/@connections/{percent_encode(connection_id)}",
+        return AWSPreparedRequest(method, f"{self.endpoint}/@connections/{encoded}",
                                   headers, body or None, False)
 
     def _call(self, method: str, connection_id: str, body: bytes, operation: str, *, attempt: int = 1) -> None:
@@ -192,7 +194,7 @@ def authorization(method: str, path: str, host: str, body: bytes, amz_date: str,
     token = credentials.token
     signed = "host;x-amz-date;x-amz-security-token" if token else "host;x-amz-date"
     canonical_headers = f"host:{host}\nx-amz-date:{amz_date}\n" + (f"x-amz-security-token:{token}\n" if token else "")
-    canonical = "\n".join((method, quote(normalize_url_path(path), safe="/~"), "", canonical_headers, signed,
+    canonical = "\n".join((method, _canonical_path(path), "", canonical_headers, signed,
                            hashlib.sha256(body).hexdigest()))
     scope = f"{day}/{region}/{service}/aws4_request"
     to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
@@ -200,6 +202,12 @@ def authorization(method: str, path: str, host: str, body: bytes, amz_date: str,
                          hashlib.sha256).hexdigest()
     return (f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, SignedHeaders={signed}, "
             f"Signature={signature}")
+
+
+@lru_cache(maxsize=4096)
+def _canonical_path(path: str) -> str:
+    # SigV4 (non-S3) encodes the already-encoded path once more; a fan-out repeats the same paths.
+    return quote(normalize_url_path(path), safe="/~")
 
 
 def _retryable(response: Any, error: ClientError) -> bool:
