@@ -39,6 +39,7 @@ class Settings:
     prds_table: str = "prdtool-prds"
     members_table: str = "prdtool-members"
     docs_table: str = "prdtool-docs"
+    versions_table: str = "prdtool-versions"
     connections_table: str = "prdtool-connections"
     revocations_table: str = "prdtool-revocations"
     api_keys_table: str = "prdtool-api-keys"

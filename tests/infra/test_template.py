@@ -26,7 +26,8 @@ import prdtool.auth.ratelimit  # noqa: E402
 import prdtool.auth.revocation  # noqa: E402
 import prdtool.collab.connections  # noqa: E402
 import prdtool.collab.store  # noqa: E402
-import prdtool.prds.models  # noqa: E402,F401
+import prdtool.prds.models  # noqa: E402
+import prdtool.versions.records  # noqa: E402,F401
 
 
 def _sam(*args: str, timeout: int) -> subprocess.CompletedProcess[str]:
