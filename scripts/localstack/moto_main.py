@@ -70,12 +70,31 @@ def atomic(put_object: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return atomic_put_object
 
 
+def read_whole(get_object: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap moto's ``S3Response.get_object`` so a read never overlaps a conditional put.
+
+    moto closes the buffer of an object it replaces, so a GET racing the put that replaces it can
+    fail ("I/O operation on closed file"); in S3 it returns the old or the new object.  The git
+    store's refs document is exactly such an object: read by every clone, replaced by every commit.
+    """
+
+    def read_object(self: Any) -> Any:
+        with _lock:
+            return get_object(self)
+
+    read_object.__wrapped__ = get_object  # type: ignore[attr-defined]
+    return read_object
+
+
 def make_s3_conditional_writes_atomic() -> None:
-    """Patch moto (in this process) so conditional ``PutObject`` is atomic, as in S3. Idempotent."""
+    """Patch moto (in this process) so conditional ``PutObject`` is atomic and never overlaps a
+    ``GetObject``, as in S3. Idempotent."""
     from moto.s3.responses import S3Response
 
     if not hasattr(S3Response.put_object, "__wrapped__"):
         S3Response.put_object = atomic(S3Response.put_object)  # type: ignore[method-assign,assignment]
+    if not hasattr(S3Response.get_object, "__wrapped__"):
+        S3Response.get_object = read_whole(S3Response.get_object)  # type: ignore[method-assign,assignment]
 
 
 _dynamodb_lock = threading.RLock()

@@ -81,6 +81,13 @@ class Settings:
     ws_recheck_seconds: int = 5
     # Soft-deleted PRDs are purged by the daily maintenance after this many days.
     purge_after_days: int = 30
+    # Versions (docs/versions.md): at most this many words changed is a patch; a section with more
+    # than this share of its words removed is rewritten; a new heading over text this similar to an
+    # old section's is a rename; typing that never pauses is versioned at least this often.
+    version_patch_max_words: int = 5
+    version_rewrite_percent: int = 50
+    version_rename_percent: int = 60
+    version_max_batch_seconds: int = 300
 
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from prdtool.settings import Settings
 from prdtool.versions.changes import Kind, Thresholds, bump, classify, parse_version, sections
 
 BASE = """# Checkout redesign
@@ -134,9 +137,9 @@ def test_the_subject_fits_a_commit_line_and_counts_the_rest() -> None:
 def test_thresholds_are_configurable() -> None:
     edited = BASE.replace("two markets.", "two markets, possibly three.")
     assert classify(BASE, edited).kind is Kind.PATCH  # 2 words added
-    strict = Thresholds.from_env({"VERSION_PATCH_MAX_WORDS": "1"})
+    strict = Thresholds.from_settings(replace(Settings(), version_patch_max_words=1))
     assert classify(BASE, edited, strict).kind is Kind.MINOR
-    loose_rename = Thresholds.from_env({"VERSION_RENAME_SIMILARITY": "1.01"})
+    loose_rename = Thresholds.from_settings(replace(Settings(), version_rename_percent=101))
     assert classify(BASE, BASE.replace("## Goals", "## Objectives"), loose_rename).summary() == (
         "Remove section 'Goals'; add section 'Objectives'")
 

@@ -19,13 +19,13 @@ Classification against the last version (issue #14, DESIGN 1.3):
   versioned; it counts toward the next version.
 
 Words are ``\\w+`` runs, so ``*bold*`` → ``**bold**`` changes no word (a patch, since it renders
-differently).  Thresholds are configurable (``Thresholds.from_env``, docs/versions.md).
+differently).  Thresholds are settings (``Thresholds.from_settings``, docs/versions.md).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from enum import StrEnum
@@ -53,14 +53,11 @@ class Thresholds:
     rename_similarity: float = 0.6  # word similarity of a new heading's text to an old section's
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Thresholds:
-        """``VERSION_PATCH_MAX_WORDS``, ``VERSION_REWRITE_RATIO``, ``VERSION_RENAME_SIMILARITY``."""
-        default = cls()
-        return cls(
-            patch_max_words=int(environ.get("VERSION_PATCH_MAX_WORDS", default.patch_max_words)),
-            rewrite_ratio=float(environ.get("VERSION_REWRITE_RATIO", default.rewrite_ratio)),
-            rename_similarity=float(environ.get("VERSION_RENAME_SIMILARITY", default.rename_similarity)),
-        )
+    def from_settings(cls, settings: Any) -> Thresholds:
+        """``VERSION_PATCH_MAX_WORDS``, ``VERSION_REWRITE_PERCENT``, ``VERSION_RENAME_PERCENT``."""
+        return cls(patch_max_words=settings.version_patch_max_words,
+                   rewrite_ratio=settings.version_rewrite_percent / 100,
+                   rename_similarity=settings.version_rename_percent / 100)
 
 
 @dataclass(frozen=True)

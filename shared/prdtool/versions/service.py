@@ -1,0 +1,217 @@
+"""Cutting versions: the saved document against the last version, a record, a git commit, a notice.
+
+Triggered by the bus (``VersionFunction``): ``prd.created`` makes v1.0.0; each ``prd.updated`` (a
+batch of edits folded into the snapshot, about every 5 s while people type) notes its editors and,
+once the document is quiet — nothing stored since that compaction — classifies the change since
+the last version (:mod:`.changes`).  An insignificant change is saved but not versioned; it counts
+toward the next one, as do its editors.  Typing that never pauses is still versioned every
+``VERSION_MAX_BATCH_SECONDS``.  People may also save a version by hand, named, with a message.
+
+Order of writes (the outbox of :mod:`.records`): the version's Markdown to S3, the record
+(pending) and the head in one conditional transaction, the git commit and its tag, the record's
+commit.  A cutter that loses the head race re-reads and decides again; one that dies leaves a
+pending record that the next cut finishes first — its tag tells whether the commit landed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..aws import client
+from ..observability import MetricUnit, logger, metrics
+from ..settings import get_settings
+from . import records
+from .changes import Change, Kind, Thresholds, bump, classify
+
+FIRST_VERSION = "1.0.0"
+COMMITTER = "PRD Tool <versions@prdtool.invalid>"
+PRD_VERSION_CREATED = "prd.version.created"
+_ATTEMPTS = 5
+
+
+def _identity(username: str) -> str:
+    """A git identity for a person: the username, at a domain that can never receive mail."""
+    safe = "".join(ch for ch in username if ch.isalnum() or ch in "._-") or "unknown"
+    return f"{safe} <{safe}@users.prdtool.invalid>"
+
+
+@dataclass(frozen=True)
+class Saved:
+    """The document as saved now: its Markdown and what goes into ``prd.json``."""
+
+    markdown: str
+    title: str
+    pending_updates: int
+
+
+def _saved(prd_id: str) -> Saved:
+    from ..collab import document, store
+    from ..prds.models import PrdModel
+
+    stored = store.read(prd_id)
+    try:
+        title = str(PrdModel.get(prd_id, consistent_read=True).title)
+    except PrdModel.DoesNotExist:
+        title = ""
+    return Saved(document.markdown_of(stored.doc), title, len(stored.update_sks))
+
+
+def markdown_key(prd_id: str, version: str) -> str:
+    return f"versions/{prd_id}/{version}.md"
+
+
+def read_markdown(key: str) -> str:
+    body = client("s3").get_object(Bucket=get_settings().documents_bucket, Key=key)["Body"].read()
+    return bytes(body).decode("utf-8")
+
+
+def consider(prd_id: str, *, editors: list[str], at_ms: int | None = None) -> records.Version | None:
+    """A batch of edits was saved: note who made them and cut a version if the document is quiet
+    and the change is significant (or typing has gone on for ``version_max_batch_seconds``)."""
+    records.note_editors(prd_id, editors)
+    finish_pending(prd_id)
+    head = records.head(prd_id)
+    if head.version is not None:
+        saved = _saved(prd_id)
+        last = records.get(prd_id, head.version)
+        overdue = records.now_ms() - last.created_at >= get_settings().version_max_batch_seconds * 1000
+        if saved.pending_updates and not overdue:
+            return None  # still typing: the compaction of what came since will ask again
+    return cut(prd_id, actor=editors[-1] if editors else None)
+
+
+def cut(prd_id: str, *, actor: str | None = None, name: str | None = None, message: str | None = None,
+        restored_from: str | None = None, by_hand: bool = False) -> records.Version | None:
+    """Cut the next version if the saved document differs significantly from the last (always when
+    ``by_hand``: a person asked to save one).  None when there was nothing to version."""
+    thresholds = Thresholds.from_settings(get_settings())
+    for _ in range(_ATTEMPTS):
+        finish_pending(prd_id)
+        head = records.head(prd_id)
+        saved = _saved(prd_id)
+        if head.version is None:
+            number, kind = FIRST_VERSION, "initial"
+            change = classify("", saved.markdown, thresholds)
+            summary = f"Create '{saved.title}'" if saved.title else "Create the PRD"
+        else:
+            change = classify(read_markdown(head.markdown_key or markdown_key(prd_id, head.version)),
+                              saved.markdown, thresholds)
+            if not change.significant and not by_hand:
+                return None
+            level = change.kind if change.significant else Kind.PATCH
+            number, kind = bump(head.version, level), level.value
+            summary = change.subject() if change.significant else "No change since the last version"
+            if restored_from:
+                summary = f"Restore v{restored_from}" + (f": {change.subject()}" if change.significant else "")
+        authors = tuple(sorted(head.editors_since | ({actor} if actor else set()))) or ((actor,) if actor else ())
+        record = records.Version(
+            prd_id, number, kind, (name + ": " + summary) if name else summary,
+            tuple(change.details()), authors, records.now_ms(), actor or "system", None, head.commit,
+            markdown_key(prd_id, number), records.PENDING, name=name, message=message,
+            restored_from=restored_from, words_added=change.added_words, words_removed=change.removed_words)
+        client("s3").put_object(Bucket=get_settings().documents_bucket, Key=record.markdown_key,
+                                Body=saved.markdown.encode("utf-8"), ContentType="text/markdown; charset=utf-8")
+        try:
+            records.begin(record, head)
+        except records.HeadMoved:
+            continue
+        commit = _commit(record, saved.markdown, saved.title, change)
+        records.finish(prd_id, number, commit)
+        done = records.get(prd_id, number)
+        _announce(done)
+        metrics.add_metric(name="VersionsCreated", unit=MetricUnit.Count, value=1)
+        return done
+    raise RuntimeError(f"could not cut a version of {prd_id} after {_ATTEMPTS} attempts (the head kept moving)")
+
+
+def finish_pending(prd_id: str) -> None:
+    """Finish the versions a cutter left pending (record and head written, commit maybe not)."""
+    for version in records.pending(prd_id):
+        markdown = read_markdown(version.markdown_key)
+        commit = _commit(version, markdown, None, None)
+        records.finish(prd_id, version.version, commit)
+        logger.info("finished a pending version", extra={"prd_id": prd_id, "version": version.version})
+
+
+def _changelog_entry(record: records.Version) -> str:
+    day = datetime.fromtimestamp(record.created_at / 1000, UTC).strftime("%Y-%m-%d")
+    lines = [f"## [{record.version}] - {day}", "", record.summary]
+    lines += [f"- {detail}" for detail in record.details if detail != record.summary]
+    if record.message:
+        lines += ["", record.message]
+    if record.authors:
+        lines += ["", "Authors: " + ", ".join(record.authors)]
+    return "\n".join(lines) + "\n"
+
+
+def _commit(record: records.Version, markdown: str, title: str | None, change: Change | None) -> str:
+    """Commit the version to the PRD's repository (idempotent: an existing tag is the answer)."""
+    from . import gitstore
+
+    settings = get_settings()
+    tag = f"v{record.version}"
+    for _ in range(_ATTEMPTS):
+        with gitstore.open_repo(client("s3"), settings.documents_bucket, record.prd_id) as repo:
+            parent = gitstore.head(repo)  # reads the refs afresh
+            existing = repo.refs.get_peeled(gitstore.Ref(gitstore.TAGS + tag.encode()))
+            if existing is not None:
+                return existing.decode()
+            files = gitstore.read_files(repo, parent) if parent else {}
+            previous_log = files.get("CHANGELOG.md", b"# Changelog\n").decode("utf-8")
+            head_line, _, rest = previous_log.partition("\n")
+            changelog = f"{head_line}\n\n{_changelog_entry(record)}{rest if rest.strip() else ''}"
+            meta = {"id": record.prd_id, "version": record.version, "title": title or "",
+                    "kind": record.kind, "authors": list(record.authors)}
+            body = [*(f"- {line}" for line in record.details if line != record.summary)]
+            if record.message:
+                body += ["", record.message]
+            message = f"{record.summary}\n\n" + ("\n".join(body) + "\n\n" if body else "") + f"Version: {tag}"
+            author = _identity(record.authors[0] if record.authors else record.created_by)
+            try:
+                commit = gitstore.commit_files(
+                    repo, {"prd.md": markdown.encode("utf-8"), "CHANGELOG.md": changelog.encode("utf-8"),
+                           "prd.json": (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()},
+                    message=message, author=author, committer=COMMITTER, when=record.created_at // 1000,
+                    parent_expected=parent, co_authors=[_identity(a) for a in record.authors[1:]],
+                    tag=tag, tag_message=f"{tag}: {record.summary}")
+            except gitstore.RefConflict:
+                time.sleep(0.05)
+                continue  # another writer moved main or made the tag: look again
+            try:
+                repo.object_store.repack_if_needed()  # one pack per commit: keep reads and clones flat
+            except Exception:
+                logger.exception("repack failed (the commit stands)", extra={"prd_id": record.prd_id})
+            return commit.decode()
+    raise RuntimeError(f"could not commit {tag} of {record.prd_id}: the repository kept changing")
+
+
+def _announce(version: records.Version) -> None:
+    """``prd.version.created`` on the bus, and a notice to the PRD's connected editors."""
+    from .. import events
+
+    events.publish(PRD_VERSION_CREATED, {"prd_id": version.prd_id, **version.to_json()},
+                   actor=version.created_by)
+    try:
+        from ..collab import relay
+
+        notice = json.dumps({"action": "notice", "type": "version-created", "version": version.version,
+                             "tag": f"v{version.version}", "summary": version.summary, "kind": version.kind},
+                            separators=(",", ":"))
+        relay.broadcast(relay.update_peers(version.prd_id, exclude=None), [notice])
+    except Exception:
+        logger.exception("could not tell the editors about a new version", extra={"prd_id": version.prd_id})
+
+
+def on_event(detail_type: str, detail: dict[str, Any]) -> records.Version | None:
+    """The bus's ``prd.created`` and ``prd.updated`` events (VersionFunction)."""
+    prd_id = str(detail.get("prd_id") or "")
+    if not prd_id:
+        raise ValueError("the event names no prd_id")
+    if detail_type == "prd.created":
+        return cut(prd_id, actor=str(detail.get("actor") or "") or None)
+    editors = [str(e) for e in detail.get("editors") or [] if e]
+    return consider(prd_id, editors=editors)

@@ -1,0 +1,160 @@
+"""Cutting versions (prdtool.versions.service) against moto in-process: quiet periods, significance,
+races between cutters, and a cutter that dies half-way."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.s3.responses import S3Response
+from pycrdt import Doc, Text
+
+from prdtool.aws import client, reset_clients
+from prdtool.collab import document, store
+from prdtool.prds.models import PrdModel
+from prdtool.settings import get_settings, reset_settings_cache
+from prdtool.storage import rebind_models
+from prdtool.versions import gitstore, records, service
+from prdtool.versions.records import VersionItem
+from scripts.localstack.moto_main import atomic, read_whole
+
+PRD = "01jd0000000000000000000002"
+BUCKET = "versions-unit-bucket"
+START = "# Checkout\n\n## Goals\n\nCut abandonment by a fifth for returning customers on mobile.\n"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, no_network: None) -> Iterator[None]:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for name, value in {"VERSIONS_TABLE": "v-unit", "DOCS_TABLE": "d-unit", "PRDS_TABLE": "p-unit",
+                        "DOCUMENTS_BUCKET": BUCKET, "WEBSOCKET_CALLBACK_URL": "",
+                        "EVENT_BUS_NAME": "v-unit-bus"}.items():
+        monkeypatch.setenv(name, value)
+    # S3 makes a conditional put atomic; moto 5.2.5 does not (scripts/localstack/moto_main.py).
+    monkeypatch.setattr(S3Response, "put_object", atomic(S3Response.put_object))
+    monkeypatch.setattr(S3Response, "get_object", read_whole(S3Response.get_object))
+    with mock_aws():
+        reset_settings_cache()
+        reset_clients()
+        rebind_models()
+        for model in (VersionItem, store.DocItem, PrdModel):
+            model.create_table(billing_mode="PAY_PER_REQUEST")
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        boto3.client("events", region_name="us-east-1").create_event_bus(Name="v-unit-bus")
+        PrdModel(id=PRD, title="Checkout", owner="alice", created_at=1, created_by="alice", updated_at=1,
+                 updated_by="alice").save()
+        store.create(PRD, document.new_document(START, {"title": "Checkout"}), origin="alice")
+        yield
+    reset_settings_cache()
+    reset_clients()
+    rebind_models()
+
+
+def edit(new_markdown: str, *, origin: str = "alice", compact: bool = True) -> None:
+    """Replace the document's text with ``new_markdown`` as one Yjs update (as an editor would)."""
+    doc: Doc[Any] = Doc()
+    doc.apply_update(store.read(PRD).update_since(None))
+    text = doc.get(document.CONTENT, type=Text)
+    before = doc.get_state()
+    with doc.transaction():
+        del text[0 : len(text)]
+        text.insert(0, new_markdown)
+    store.append_update(PRD, doc.get_update(before), origin=origin)
+    if compact:
+        store.compact(PRD)
+
+
+def repository() -> gitstore.S3Repo:
+    return gitstore.open_repo(client("s3"), get_settings().documents_bucket, PRD)
+
+
+def test_the_first_version_is_1_0_0_and_insignificant_changes_are_not_versions(aws: None) -> None:
+    first = service.on_event("prd.created", {"prd_id": PRD, "actor": "alice"})
+    assert first is not None and (first.version, first.kind, first.summary) == ("1.0.0", "initial", "Create 'Checkout'")
+    edit(START + "   \n\n")  # trailing whitespace: renders the same
+    assert service.on_event("prd.updated", {"prd_id": PRD, "editors": ["bob"]}) is None
+    assert records.head(PRD).editors_since == {"bob"}  # counts toward the next version
+    edit(START.replace("a fifth", "a quarter"), origin="carol")
+    patch = service.on_event("prd.updated", {"prd_id": PRD, "editors": ["carol"]})
+    assert patch is not None and (patch.version, patch.kind) == ("1.0.1", "patch")
+    assert patch.authors == ("bob", "carol") and patch.summary == "Fix 'Goals' (+1 -1 words)"
+    with repository() as repo:
+        log = gitstore.history(repo)
+        assert [c.message.decode().splitlines()[0] for c in log] == [patch.summary, "Create 'Checkout'"]
+        assert gitstore.read_files(repo, log[0].id)["prd.md"].decode() == START.replace("a fifth", "a quarter")
+
+
+def test_no_version_while_people_are_still_typing_unless_overdue(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    service.cut(PRD, actor="alice")
+    edit(START + "\n## Risks\n\nThrottling.\n")
+    edit(START + "\n## Risks\n\nThrottling by the provider.\n", compact=False)  # stored after the compaction
+    assert service.on_event("prd.updated", {"prd_id": PRD, "editors": ["alice"]}) is None
+    monkeypatch.setenv("VERSION_MAX_BATCH_SECONDS", "0")
+    reset_settings_cache()
+    overdue = service.on_event("prd.updated", {"prd_id": PRD, "editors": ["alice"]})
+    assert overdue is not None and overdue.version == "2.0.0"  # the pending update is in it
+    assert read_version_markdown(overdue.version).endswith("Throttling by the provider.\n")
+
+
+def read_version_markdown(version: str) -> str:
+    return service.read_markdown(service.markdown_key(PRD, version))
+
+
+def test_two_cutters_at_once_make_one_version_each_change_and_a_linear_history(aws: None) -> None:
+    service.cut(PRD, actor="alice")
+    edit(START + "\n## Risks\n\nThrottling.\n")
+    barrier = threading.Barrier(2)
+    made: list[Any] = []
+
+    def cutter() -> None:
+        barrier.wait()
+        made.append(service.cut(PRD, actor="alice"))
+
+    threads = [threading.Thread(target=cutter) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(v.version for v in made if v is not None) == ["2.0.0"]  # the loser found nothing new
+    with repository() as repo:
+        assert [c.message.decode().splitlines()[0] for c in gitstore.history(repo)] == [
+            "Add section 'Risks'", "Create 'Checkout'"]
+
+
+def test_a_cutter_that_dies_after_the_record_is_finished_by_the_next(aws: None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    service.cut(PRD, actor="alice")
+    edit(START.replace("a fifth", "a third"))
+
+    def die(*_: Any, **__: Any) -> Any:
+        raise SystemExit("killed between the record and the commit")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(gitstore, "commit_files", die)
+        with pytest.raises(SystemExit):
+            service.cut(PRD, actor="bob")
+    assert [v.version for v in records.pending(PRD)] == ["1.0.1"]
+    edit(START.replace("a fifth", "a third") + "\n## Risks\n\nThrottling.\n")
+    later = service.cut(PRD, actor="alice")
+    assert later is not None and later.version == "2.0.0"
+    assert records.pending(PRD) == []
+    with repository() as repo:
+        tags = sorted(name.decode() for name in repo.refs.as_dict(b"refs/tags"))
+        assert tags == ["v1.0.0", "v1.0.1", "v2.0.0"]
+        assert len(gitstore.history(repo)) == 3
+    assert records.get(PRD, "1.0.1").commit is not None
+
+
+def test_a_version_saved_by_hand_is_cut_even_without_changes_and_keeps_its_name(aws: None) -> None:
+    service.cut(PRD, actor="alice")
+    named = service.cut(PRD, actor="bob", name="Review draft", message="Before the design review", by_hand=True)
+    assert named is not None and (named.version, named.name) == ("1.0.1", "Review draft")
+    assert named.summary == "Review draft: No change since the last version"
+    with repository() as repo:
+        changelog = gitstore.read_files(repo, gitstore.history(repo)[0].id)["CHANGELOG.md"].decode()
+    assert changelog.startswith("# Changelog\n\n## [1.0.1] - ")
+    assert "Before the design review" in changelog and "## [1.0.0]" in changelog
