@@ -12,8 +12,9 @@ from .auth.routes import router as auth_router
 from .health.routes import router as health_router
 from .http import create_app
 from .prds.routes import router as prds_router
+from .versions.routes import router as versions_router
 
-ROUTERS = (auth_router, prds_router, health_router, audit_router)
+ROUTERS = (auth_router, prds_router, versions_router, health_router, audit_router)
 
 
 def full_app() -> FastAPI:

@@ -64,3 +64,67 @@ def test_creating_a_prd_makes_v1_and_a_significant_batch_of_edits_the_next(
     assert files["prd.md"].decode() == a.content()
     assert b"## [2.0.0]" in files["CHANGELOG.md"] and b"## [1.0.0]" in files["CHANGELOG.md"]
     assert b"Co-authored-by: " in log[0].message
+
+
+def _committed(api: Api, prd_id: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        items = api.get(f"/api/prds/{prd_id}/versions").json()["items"]
+        if len(items) >= count and all(v["state"] == "committed" for v in items):
+            return list(items)
+        assert time.monotonic() < deadline, f"{len(items)} versions of {count}: {items}"
+        time.sleep(0.3)
+
+
+def test_list_read_diff_save_and_restore_through_the_api(client_factory: Factory, alice: Api, bob: Api,
+                                                         prd: dict[str, Any]) -> None:
+    prd_id = prd["id"]
+    _committed(alice, prd_id, 1)
+    a, b = client_factory("alice"), client_factory("bob")
+    a.append("\n## Goals\n\nShip checkout v2 to every market by June.\n")
+    b.wait_until(lambda: "by June" in b.content(), what="the goals")
+    v2 = _committed(alice, prd_id, 2)[0]
+    assert (v2["version"], v2["tag"], v2["kind"]) == ("2.0.0", "v2.0.0", "major")
+
+    page = alice.get(f"/api/prds/{prd_id}/versions?limit=1").json()
+    assert [v["version"] for v in page["items"]] == ["2.0.0"] and page["next"] == "2.0.0"
+    rest = alice.get(f"/api/prds/{prd_id}/versions?limit=1&before={page['next']}").json()
+    assert [v["version"] for v in rest["items"]] == ["1.0.0"] and rest["next"] is None
+
+    got = bob.get(f"/api/prds/{prd_id}/versions/v2.0.0").json()
+    assert got["markdown"] == a.content() and got["summary"] == "Add section 'Goals'"
+    changed = bob.get(f"/api/prds/{prd_id}/diff?from=1.0.0&to=2.0.0").json()
+    assert changed["kind"] == "major" and "+## Goals" in changed["unified"]
+    assert changed["unified"].startswith("--- v1.0.0/prd.md\n+++ v2.0.0/prd.md\n")
+    assert [s["action"] for s in changed["sections"]] == ["added"] and changed["sections"][0]["title"] == "Goals"
+
+    saved = bob.post(f"/api/prds/{prd_id}/versions", {"name": "Review draft", "message": "For Monday"})
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["version"] == "2.0.1" and saved.json()["name"] == "Review draft"
+
+    restored = alice.post(f"/api/prds/{prd_id}/versions/1.0.0/restore")
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["version"] == "3.0.0" and restored.json()["restored_from"] == "1.0.0"
+    assert restored.json()["summary"].startswith("Restore v1.0.0: Remove section 'Goals'")
+    original = alice.get(f"/api/prds/{prd_id}/versions/1.0.0").json()["markdown"]
+    for editor in (a, b):  # every connected editor sees it, as an edit
+        editor.wait_until(lambda e=editor: e.content() == original, what="the restored content")
+    assert alice.get(f"/api/prds/{prd_id}").json()["markdown"] == original
+
+
+def test_bad_version_requests_get_clear_errors(alice: Api, prd: dict[str, Any]) -> None:
+    from tests.integration.test_walking_skeleton import error_of
+
+    prd_id = prd["id"]
+    _committed(alice, prd_id, 1)
+    for path in ("versions/9.9.9", "versions/latest", "versions/1.0.0.0", "versions/9.9.9/restore"):
+        method = "POST" if path.endswith("restore") else "GET"
+        response = alice.request(method, f"/api/prds/{prd_id}/{path}")
+        assert response.status_code == 404, (path, response.text)
+        assert error_of(response)["code"] == "version_not_found"
+    assert alice.get(f"/api/prds/{prd_id}/diff?from=1.0.0&to=4.0.0").status_code == 404
+    assert alice.get(f"/api/prds/{prd_id}/diff?from=1.0&to=1.0.0").status_code == 422
+    assert alice.get(f"/api/prds/{prd_id}/diff?from=1.0.0").status_code == 422
+    assert alice.get("/api/prds/01jd0000000000000000000000/versions").status_code == 404  # no such PRD
+    assert alice.post(f"/api/prds/{prd_id}/versions", {"name": "x" * 101}).status_code == 422
+    assert alice.post(f"/api/prds/{prd_id}/versions", {"unknown": 1}).status_code == 422

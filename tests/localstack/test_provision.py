@@ -263,7 +263,11 @@ def test_maintenance_runs_daily_with_its_input(manifest: Manifest) -> None:
             "enabled": True,
         }
     ]
-    assert manifest["event_rules"] == []
+    # The bus's only rule: saved content becomes versions (issue #14).
+    (rule,) = manifest["event_rules"]
+    assert (rule["name"], rule["pattern"]) == ("VersionFunctionContentSaved", {
+        "source": ["prdtool"], "detail-type": ["prd.created", "prd.updated"]})
+    assert [t["function"] for t in rule["function_targets"]] == ["VersionFunction"]
 
 
 def test_the_write_queue_feeds_the_doc_writer(manifest: Manifest) -> None:

@@ -7,6 +7,7 @@ this file does not classify fails the suite, so a new route cannot ship without 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ class PrdRoute:
     path: str  # with {id} (and {username} for member routes)
     action: Action
     body: Callable[[], Any] | None = None
+    query: str = ""
 
 
 PRD_ROUTES = [
@@ -35,6 +37,11 @@ PRD_ROUTES = [
     PrdRoute("GET", "/api/prds/{id}/members", Action.READ),
     PrdRoute("PUT", "/api/prds/{id}/members/{username}", Action.MANAGE_MEMBERS, lambda: {"role": "viewer"}),
     PrdRoute("DELETE", "/api/prds/{id}/members/{username}", Action.MANAGE_MEMBERS),
+    PrdRoute("GET", "/api/prds/{id}/versions", Action.READ),
+    PrdRoute("POST", "/api/prds/{id}/versions", Action.EDIT, lambda: {"name": "Saved by the matrix"}),
+    PrdRoute("GET", "/api/prds/{id}/versions/{version}", Action.READ),
+    PrdRoute("POST", "/api/prds/{id}/versions/{version}/restore", Action.EDIT),
+    PrdRoute("GET", "/api/prds/{id}/diff", Action.READ, query="?from=1.0.0&to=v1.0.0"),
 ]
 # Routes about no particular PRD: who may call them.
 OTHER_ROUTES = {
@@ -84,6 +91,10 @@ def _fresh_prd(owner: Api) -> str:
     prd_id = str(created.json()["id"])
     for username, role in (("bob", "editor"), ("carol", "commenter"), ("vera", "viewer"), ("tom", "editor")):
         assert owner.put(f"/api/prds/{prd_id}/members/{username}", {"role": role}).status_code == 200
+    deadline = time.monotonic() + 30  # v1.0.0 is cut by VersionFunction from prd.created
+    while not [v for v in owner.get(f"/api/prds/{prd_id}/versions").json()["items"] if v["state"] == "committed"]:
+        assert time.monotonic() < deadline, "no v1.0.0 within 30 s"
+        time.sleep(0.2)
     return prd_id
 
 
@@ -95,7 +106,7 @@ ROLE_OF = {"owner": Role.OWNER, "editor": Role.EDITOR, "commenter": Role.COMMENT
 def test_prd_route_follows_the_policy(route: PrdRoute, caller: str, callers: dict[str, Api]) -> None:
     prd_id = _fresh_prd(callers["owner"])
     # Member routes act on "tom", a member who is not the caller (leaving is always allowed).
-    path = route.path.replace("{id}", prd_id).replace("{username}", "tom")
+    path = route.path.replace("{id}", prd_id).replace("{username}", "tom").replace("{version}", "1.0.0") + route.query
     response = callers[caller].request(route.method, path, json_body=route.body() if route.body else None)
     if caller == "admin":
         expected_ok = allowed(None, route.action, is_admin=True)

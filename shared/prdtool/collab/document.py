@@ -76,3 +76,43 @@ def meta_update(doc: Doc, changes: Mapping[str, Any]) -> bytes | None:
         for key, value in changed.items():
             meta_map[key] = value
     return doc.get_update(before)
+
+
+def content_update(doc: Doc, markdown: str) -> bytes | None:
+    """Edit ``Y.Text("content")`` of ``doc`` into ``markdown``; the incremental update, or None if
+    it already is.  Only what differs is deleted and inserted (a line diff, then a character diff
+    inside each changed run of lines), so a restore keeps the untouched text's identity: a peer's
+    cursor there stays put and concurrent edits elsewhere merge."""
+    from difflib import SequenceMatcher
+
+    text = doc.get(CONTENT, type=Text)
+    current = str(text)
+    if current == markdown:
+        return None
+    old_lines, new_lines = current.splitlines(keepends=True), markdown.splitlines(keepends=True)
+    edits: list[tuple[int, int, str]] = []  # (start, end) in the current text, replacement
+    offsets = [0]
+    for line in old_lines:
+        offsets.append(offsets[-1] + len(line))
+    for tag, i1, i2, j1, j2 in SequenceMatcher(a=old_lines, b=new_lines, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        old_run, new_run = "".join(old_lines[i1:i2]), "".join(new_lines[j1:j2])
+        if tag == "replace" and len(old_run) * len(new_run) <= 4_000_000:
+            for ctag, a1, a2, b1, b2 in SequenceMatcher(a=old_run, b=new_run, autojunk=False).get_opcodes():
+                if ctag != "equal":
+                    edits.append((offsets[i1] + a1, offsets[i1] + a2, new_run[b1:b2]))
+        else:
+            edits.append((offsets[i1], offsets[i2], new_run))
+    def at(index: int) -> int:
+        # pycrdt 0.14's Text counts UTF-8 bytes, not code points ("🙂" is 4 long there).
+        return len(current[:index].encode("utf-8"))
+
+    before = doc.get_state()
+    with doc.transaction(origin="server"):
+        for start, end, replacement in reversed(edits):  # from the end: earlier offsets stay valid
+            if end > start:
+                del text[at(start) : at(end)]
+            if replacement:
+                text.insert(at(start), replacement)
+    return doc.get_update(before)

@@ -107,7 +107,7 @@ def cut(prd_id: str, *, actor: str | None = None, name: str | None = None, messa
             summary = change.subject() if change.significant else "No change since the last version"
             if restored_from:
                 summary = f"Restore v{restored_from}" + (f": {change.subject()}" if change.significant else "")
-        authors = tuple(sorted(head.editors_since | ({actor} if actor else set()))) or ((actor,) if actor else ())
+        authors = tuple(sorted(head.editors_since | ({actor} if actor else set())))
         record = records.Version(
             prd_id, number, kind, (name + ": " + summary) if name else summary,
             tuple(change.details()), authors, records.now_ms(), actor or "system", None, head.commit,

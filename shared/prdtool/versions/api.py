@@ -1,0 +1,89 @@
+"""What the versions routes do (``/api/prds/{id}/versions``, ``/diff``): list, read, compare,
+save by hand and restore — each after the PRD policy's check (read, or edit to change anything)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from ..auth.policy import Action
+from ..auth.principal import Principal
+from ..errors import BadRequest
+from ..prds.access import authorize
+from . import records, service
+from .changes import Thresholds, classify, parse_version
+
+
+def _version_text(prd_id: str, version: str) -> tuple[records.Version, str]:
+    record = records.get(prd_id, version)
+    return record, service.read_markdown(record.markdown_key)
+
+
+def list_versions(principal: Principal, prd_id: str, *, limit: int, before: str | None) -> dict[str, Any]:
+    authorize(prd_id, principal, Action.READ)
+    if before is not None:
+        _check_version(before)
+    versions, cursor = records.page(prd_id, limit=limit, before=before)
+    return {"items": [v.to_json() for v in versions], "next": cursor}
+
+
+def get_version(principal: Principal, prd_id: str, version: str) -> dict[str, Any]:
+    authorize(prd_id, principal, Action.READ)
+    record, markdown = _version_text(prd_id, version)
+    return {**record.to_json(), "markdown": markdown}
+
+
+def diff(principal: Principal, prd_id: str, old: str, new: str) -> dict[str, Any]:
+    """Unified diff of ``prd.md`` between two versions of one PRD, and what changed per section."""
+    from ..settings import get_settings
+
+    authorize(prd_id, principal, Action.READ)
+    old_record, old_text = _version_text(prd_id, old)
+    new_record, new_text = _version_text(prd_id, new)
+    unified = "".join(difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                           fromfile=f"v{old_record.version}/prd.md",
+                                           tofile=f"v{new_record.version}/prd.md"))
+    change = classify(old_text, new_text, Thresholds.from_settings(get_settings()))
+    sections = []
+    for item in change.changes:
+        before = item.old.body if item.old is not None and item.action != "added" else ""
+        after = item.section.body if item.action != "removed" else ""
+        sections.append({
+            "title": item.section.title, "old_title": item.old.title if item.old is not None else None,
+            "action": item.action, "summary": item.describe(), "words_added": item.added_words,
+            "words_removed": item.removed_words,
+            "diff": "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True))),
+        })
+    return {"from": old_record.version, "to": new_record.version, "kind": change.kind.value,
+            "summary": change.summary(), "unified": unified, "sections": sections}
+
+
+def save_version(principal: Principal, prd_id: str, *, name: str | None, message: str | None) -> dict[str, Any]:
+    """A version now, by hand (even without changes since the last), named if the caller wishes."""
+    authorize(prd_id, principal, Action.EDIT)
+    version = service.cut(prd_id, actor=principal.username, name=name, message=message, by_hand=True)
+    assert version is not None  # by hand always cuts
+    return version.to_json()
+
+
+def restore(principal: Principal, prd_id: str, version: str) -> dict[str, Any]:
+    """Make the document what it was at ``version`` — as an edit every connected editor receives —
+    and version the result (history is never rewritten: the new version says what it restored)."""
+    from ..collab import document, live, store
+
+    authorize(prd_id, principal, Action.EDIT)
+    record, markdown = _version_text(prd_id, version)
+    update = document.content_update(store.read(prd_id).doc, markdown)
+    if update:
+        live.apply_server_update(prd_id, update, origin=principal.username)
+    made = service.cut(prd_id, actor=principal.username, restored_from=record.version, by_hand=True,
+                       message=f"Restores v{record.version}")
+    assert made is not None
+    return made.to_json()
+
+
+def _check_version(text: str) -> None:
+    try:
+        parse_version(text)
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="bad_version") from None
