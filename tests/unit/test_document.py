@@ -53,3 +53,37 @@ def test_load_survives_updates_in_any_order() -> None:
         updates.append(writer.get_update(before))
     rng.shuffle(updates)
     assert document.markdown_of(document.load(updates)) == str(text)
+
+
+def test_content_update_turns_the_text_into_the_target_and_replicas_agree() -> None:
+    """Random documents with multi-byte characters (pycrdt 0.14's Text counts UTF-8 bytes)."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(300):
+        pieces = ["alpha", "## Head\n", "\n", "gamma ", "é", "🙂", "x"]
+        start = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        target = list(start)
+        for _ in range(rng.randint(0, 8)):
+            if rng.random() < 0.4 and target:
+                del target[rng.randrange(len(target))]
+            else:
+                target.insert(rng.randint(0, len(target)), rng.choice(["q", "\n", "## New\n", "🙂", "ü"]))
+        base = document.new_document(start, {})
+        doc = document.load([base])
+        update = document.content_update(doc, "".join(target))
+        assert str(doc.get(document.CONTENT, type=Text)) == "".join(target)
+        replica = document.load([base])
+        if update is not None:
+            replica.apply_update(update)
+        assert str(replica.get(document.CONTENT, type=Text)) == "".join(target)
+        assert (update is None) == (start == "".join(target))
+
+
+def test_content_update_keeps_the_text_that_did_not_change() -> None:
+    doc = document.load([document.new_document("# T\n\nkeep this line\n\nold ending\n", {})])
+    text = doc.get(document.CONTENT, type=Text)
+    update = document.content_update(doc, "# T\n\nkeep this line\n\nnew ending\n")
+    assert update is not None and str(text).endswith("new ending\n")
+    # Only the changed run was replaced: the update is small, not the whole document again.
+    assert len(update) < len(document.new_document("# T\n\nkeep this line\n\nnew ending\n", {}))
