@@ -128,3 +128,61 @@ def test_bad_version_requests_get_clear_errors(alice: Api, prd: dict[str, Any]) 
     assert alice.get("/api/prds/01jd0000000000000000000000/versions").status_code == 404  # no such PRD
     assert alice.post(f"/api/prds/{prd_id}/versions", {"name": "x" * 101}).status_code == 422
     assert alice.post(f"/api/prds/{prd_id}/versions", {"unknown": 1}).status_code == 422
+
+
+def test_stock_git_clones_the_history_with_tags_and_refuses_strangers(
+        stack: LocalStack, client_factory: Factory, alice: Api, prd: dict[str, Any], tmp_path: Any) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from tests.integration.fixtures import ensure_user, login
+
+    git = shutil.which("git")
+    assert git is not None, "the e2e suite needs the git command"
+    prd_id = prd["id"]
+    _committed(alice, prd_id, 1)
+    a = client_factory("alice")
+    a.append("\n## Scope\n\nMobile web first.\n")
+    _committed(alice, prd_id, 2)
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "HOME": str(tmp_path)}
+    port = stack.base_url.rsplit(":", 1)[1]
+    token = str(alice.token)
+
+    def clone(user_password: str | None, into: str) -> subprocess.CompletedProcess[str]:
+        auth = f"{user_password}@" if user_password else ""
+        url = f"http://{auth}127.0.0.1:{port}/git/{prd_id}.git"
+        return subprocess.run([git, "clone", "--quiet", url, str(tmp_path / into)], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    done = clone(f"alice:{token}", "ok")
+    assert done.returncode == 0, done.stderr
+    repo = tmp_path / "ok"
+
+    def run(*args: str) -> str:
+        return subprocess.run([git, "-C", str(repo), *args], env=env, capture_output=True, text=True,
+                              check=True).stdout
+
+    assert run("tag").split() == ["v1.0.0", "v2.0.0"]
+    log = run("log", "--format=%s|%an").splitlines()
+    assert log == ["Add section 'Scope'|alice", "Create 'Co-edited'|alice"]
+    assert (repo / "prd.md").read_text() == alice.get(f"/api/prds/{prd_id}").json()["markdown"]
+    assert "## [2.0.0]" in (repo / "CHANGELOG.md").read_text()
+    assert run("fsck", "--strict") == ""
+    versions = alice.get(f"/api/prds/{prd_id}/versions").json()["items"]
+    assert [run("rev-list", "-n1", v["tag"]).strip() for v in versions] == [v["commit"] for v in versions]
+
+    (repo / "prd.md").write_text("rewritten behind the product's back\n")
+    run("-c", "user.name=x", "-c", "user.email=x@example.com", "commit", "-qam", "sneaky")
+    pushed = subprocess.run([git, "-C", str(repo), "push", "origin", "HEAD:main"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert pushed.returncode != 0 and "403" in pushed.stderr, pushed.stderr  # read only
+    assert alice.get(f"/api/prds/{prd_id}/versions").json()["items"][0]["version"] == "2.0.0"
+
+    without = clone(None, "anonymous")  # git asks for credentials only after a 401 with the challenge
+    assert without.returncode != 0 and "could not read Username" in without.stderr
+    ensure_user(stack, "dave")
+    stranger = clone(f"dave:{login(stack, 'dave')['access_token']}", "stranger")
+    assert stranger.returncode != 0 and "not found" in stranger.stderr.lower()
+    forged = clone(f"alice:{token[:-4]}AAAA", "forged")
+    assert forged.returncode != 0 and "Authentication failed" in forged.stderr

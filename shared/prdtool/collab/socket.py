@@ -368,6 +368,12 @@ def _answer_sync_step1(session: Session, state_vector: bytes) -> None:
         raise FrameRejected("bad_state_vector", "the state vector of sync step 1 is malformed") from None
     frames = encode_frames(encode_message(SyncStep2(missing)))
     frames += encode_frames(encode_message(SyncStep1(stored.doc.get_state())))
+    if session.role is not None:
+        # The role this connection has now: a client told "viewer" that reconnects after being made
+        # an editor again would otherwise stay read-only (its new connection is an editor's from the
+        # start, so no role-changed notice ever comes).
+        frames.append(json.dumps({"action": "notice", "type": "role", "role": session.role.value},
+                                 separators=(",", ":")))
     relay.send(session.connection_id, frames)
     if len(stored.update_sks) >= COMPACT_WHEN_PENDING:
         writequeue.notify(session.prd_id)

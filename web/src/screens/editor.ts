@@ -152,6 +152,8 @@ function mount (root: HTMLElement, ctx: AppContext, prd: PrdMeta, username: stri
   }))
   cleanups.push(provider.on('notice', (frame: { type?: string, role?: Role }) => {
     if (frame.type === 'role-changed' && frame.role !== undefined) applyRole(frame.role, true)
+    // Sent with every sync: the role of this connection, e.g. editable again after a reconnect.
+    if (frame.type === 'role' && frame.role !== undefined && frame.role !== role) applyRole(frame.role, true)
   }))
 
   let sessionEnded = false
