@@ -11,6 +11,7 @@
     python -m scripts.bench hostile            # time and memory to refuse hostile Yjs updates
     python -m scripts.bench audit              # audit record() per request and writer throughput (local stack)
     python -m scripts.bench web-latency        # keystroke -> peer browser latency, time to interactive editor
+    python -m scripts.bench versions           # version cut time at 10/100/1000 versions, git clone, list, diff
 
 Several names may be given at once; the co-editing benchmarks then share one local stack.
 """
@@ -27,8 +28,8 @@ from typing import Any
 
 from . import imports
 
-NAMES = ("imports", "hostile", "security", "audit", "web-latency", "collab-latency", "collab-calls", "cost",
-         "collab-open")
+NAMES = ("imports", "hostile", "security", "versions", "audit", "web-latency", "collab-latency", "collab-calls",
+         "cost", "collab-open")
 
 
 def _section(title: str, body: str, started: float, command: str) -> None:
@@ -70,7 +71,13 @@ def main(argv: list[str] | None = None) -> None:
         started = time.monotonic()
         _section("Security: authorizer, rate limiting, audit", security.main(), started,
                  "python -m scripts.bench security")
-    collab = [n for n in chosen if n not in ("imports", "hostile", "security")]
+    if "versions" in chosen:
+        from . import versions
+
+        started = time.monotonic()
+        _section("Versions: cutting one against history length, git clone, list and diff", versions.main(),
+                 started, "python -m scripts.bench versions")
+    collab = [n for n in chosen if n not in ("imports", "hostile", "security", "versions")]
     if collab:
         _run_collab(collab, args.history)
     print(f"<!-- total {time.monotonic() - began:.0f} s -->")

@@ -693,9 +693,12 @@ class Gateway:
     async def start(self, sock: socket.socket, door_path: str | None = None) -> None:
         """Serve on an already bound socket (see :func:`listen_socket`), and ``@connections`` also on
         the unix socket ``door_path`` if given (the workers' door, ``door.py``)."""
-        # API Gateway accepts a request line and header values of up to 10,240 bytes (HTTP API quota).
+        # API Gateway accepts a request line and header values of up to 10,240 bytes (HTTP API quota),
+        # and passes a body as it was sent: a gzip-encoded one (git sends its larger requests so)
+        # reaches the function still encoded, with its Content-Encoding (aiohttp would inflate it).
         app = web.Application(client_max_size=HTTP_BODY_LIMIT,
-                              handler_args={"max_line_size": 10_240, "max_field_size": 10_240})
+                              handler_args={"max_line_size": 10_240, "max_field_size": 10_240,
+                                            "auto_decompress": False})
         app.router.add_get("/ws", self._handle_websocket)
         for prefix in ("", "/{stage}"):
             app.router.add_route("*", prefix + "/@connections/{connection_id}", self._handle_connections)

@@ -292,6 +292,17 @@ def test_text_bodies_are_passed_as_text_and_binary_ones_as_base64(gateway: Runni
     assert (base64.b64decode(binary["body"]), binary["isBase64Encoded"]) == (b"\x00\xff\x10", True)
 
 
+def test_a_gzip_encoded_body_reaches_the_function_as_sent(gateway: Running) -> None:
+    """API Gateway does not inflate a request body (git sends larger upload-pack requests gzipped)."""
+    import gzip
+
+    packed = gzip.compress(b"0032want " + b"a" * 40 + b"\n" * 1000)
+    echoed = call(gateway, "POST", "/echo", [("Content-Type", "application/x-git-upload-pack-request"),
+                                            ("Content-Encoding", "gzip")], packed).json()
+    assert (base64.b64decode(echoed["body"]), echoed["isBase64Encoded"]) == (packed, True)
+    assert echoed["headers"]["content-encoding"] == "gzip"
+
+
 def test_routes_match_like_api_gateway(gateway: Running) -> None:
     exact = call(gateway, "GET", "/items/special")
     greedy = call(gateway, "DELETE", "/files/a/b%20c/d.txt")
