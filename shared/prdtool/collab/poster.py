@@ -6,9 +6,8 @@ client each call spends ~0.4 ms of CPU before the network (parameter validation,
 endpoint rules, event hooks, response parsing) and re-derives the SigV4 signing key (four HMACs);
 at 50 editors that is ~20 ms of Lambda CPU per edit.  The two operations are tiny REST calls, so
 this module builds the request as botocore's serializer would (same URL, same percent-encoding),
-signs it with botocore's own :class:`~botocore.auth.SigV4Auth` (the signing key cached per day,
-region and secret: it changes at most daily), and sends it on botocore's own HTTP session with
-keep-alive.  Measured: ~0.2 ms of CPU per post instead of ~0.75 ms (docs/benchmarks.md).
+signs it as botocore's ``SigV4Auth`` would, byte for byte (the signing key cached per day, region
+and secret: it changes at most daily), and sends it on botocore's own HTTP session with keep-alive.  Measured: ~0.2 ms of CPU per post instead of ~0.75 ms (docs/benchmarks.md).
 
 Errors keep botocore's shape: :class:`botocore.exceptions.ClientError` with the error code API
 Gateway names in ``x-amzn-ErrorType`` (``GoneException`` for a closed connection), so callers do
@@ -30,7 +29,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from botocore.auth import SigV4Auth, _host_from_url
+from botocore.auth import _host_from_url
 from botocore.awsrequest import AWSPreparedRequest, HeadersDict
 from botocore.exceptions import ClientError
 from botocore.httpsession import URLLib3Session
@@ -40,20 +39,6 @@ SERVICE = "execute-api"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _RETRY_CODES = frozenset({"LimitExceededException", "ThrottlingException", "TooManyRequestsException"})
 _ATTEMPTS = 3
-
-
-class CachedKeySigV4Auth(SigV4Auth):
-    """botocore's SigV4 signer, with the derived signing key kept between requests.
-
-    ``SigV4Auth.signature`` derives ``kSigning = HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date), region),
-    service), "aws4_request")`` for every request; the inputs change once a day (or with the
-    credentials), so the key is computed once per (secret, date) and the signature is the same.
-    """
-
-    def signature(self, string_to_sign: str, request: Any) -> str:
-        key = signing_key(self.credentials.secret_key, request.context["timestamp"][0:8], self._region_name,
-                          self._service_name)
-        return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 _keys: dict[tuple[str, str, str, str], bytes] = {}

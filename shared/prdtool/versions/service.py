@@ -73,8 +73,7 @@ def consider(prd_id: str, *, editors: list[str], at_ms: int | None = None) -> re
     """A batch of edits was saved: note who made them and cut a version if the document is quiet
     and the change is significant (or typing has gone on for ``version_max_batch_seconds``)."""
     records.note_editors(prd_id, editors)
-    finish_pending(prd_id)
-    head = records.head(prd_id)
+    head = records.head(prd_id)  # (a pending version is finished by cut, first thing)
     if head.version is not None:
         saved = _saved(prd_id)
         last = records.get(prd_id, head.version)
