@@ -7,7 +7,8 @@ endpoint rules, event hooks, response parsing) and re-derives the SigV4 signing 
 at 50 editors that is ~20 ms of Lambda CPU per edit.  The two operations are tiny REST calls, so
 this module builds the request as botocore's serializer would (same URL, same percent-encoding),
 signs it as botocore's ``SigV4Auth`` would, byte for byte (the signing key cached per day, region
-and secret: it changes at most daily), and sends it on botocore's own HTTP session with keep-alive.  Measured: ~0.2 ms of CPU per post instead of ~0.75 ms (docs/benchmarks.md).
+and secret: it changes at most daily), and sends it on botocore's own HTTP session with keep-alive.
+Measured: ~0.2 ms of CPU per post instead of ~0.75 ms (docs/benchmarks.md).
 
 Errors keep botocore's shape: :class:`botocore.exceptions.ClientError` with the error code API
 Gateway names in ``x-amzn-ErrorType`` (``GoneException`` for a closed connection), so callers do
