@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -39,3 +42,35 @@ def mangum_loop() -> Iterator[None]:
 
 # Fixtures shared by the integration and end-to-end suites (the local stack, logged-in users).
 pytest_plugins = ["tests.integration.fixtures"]
+
+
+# The local stack's own log (function output, gateway, pollers) from the last 400 records, attached
+# to the report of a failing test: the stack runs for the whole session, so pytest's per-test log
+# capture misses most of it, and a flaky end-to-end failure is otherwise a timeout with no story.
+_STACK_LOG_LINES = 400
+
+
+class _RecentRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: collections.deque[str] = collections.deque(maxlen=_STACK_LOG_LINES)
+        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a log handler must never raise into the stack
+            self.lines.append(self.format(record)[:2000])
+
+
+_recent = _RecentRecords()
+_stack_log = logging.getLogger("localstack")
+_stack_log.addHandler(_recent)
+if _stack_log.level == logging.NOTSET or _stack_log.level > logging.INFO:
+    _stack_log.setLevel(logging.INFO)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "stack" in getattr(item, "fixturenames", ()) and _recent.lines:
+        report.sections.append(("local stack log (last records)", "\n".join(_recent.lines)))
