@@ -54,12 +54,21 @@ def rebind_models() -> None:
         model.Meta.region = settings.region
         model.Meta.host = settings.aws_endpoint_url or None
         model._connection = None
+    _connections.clear()
+
+
+_connections: dict[tuple[str, str | None], Connection] = {}
 
 
 def connection() -> Connection:
-    """A low-level pynamodb connection (for transactions spanning several tables)."""
+    """A low-level pynamodb connection (for transactions spanning several tables), one per
+    region and endpoint: a new one builds a new botocore client, ~60 ms on first use."""
     settings = get_settings()
-    return Connection(region=settings.region, host=settings.aws_endpoint_url or None)
+    key = (settings.region, settings.aws_endpoint_url or None)
+    found = _connections.get(key)
+    if found is None:
+        found = _connections.setdefault(key, Connection(region=key[0], host=key[1]))
+    return found
 
 
 def is_conditional_failure(exc: BaseException) -> bool:

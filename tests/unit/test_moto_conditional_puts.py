@@ -92,3 +92,58 @@ def test_dynamodb_updates_lose_no_increment(racy_interpreter: None, no_network: 
         for thread in threads:
             thread.join()
         assert sorted(seen) == list(range(1, 401)), "every increment counted once"
+
+
+def test_a_cancelled_transaction_undoes_its_own_writes_without_copying_tables(
+        no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local stack's moto backs up only the items a transaction targets (not the whole table:
+    its cost would grow with the table) and restores exactly those when it is cancelled."""
+    from moto.dynamodb.models.table import Table
+
+    from scripts.localstack.moto_main import make_dynamodb_writes_atomic
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    make_dynamodb_writes_atomic()
+
+    def no_table_copies(self: Table, memo: object) -> Table:
+        raise AssertionError("a transaction deep-copied a whole table")
+
+    monkeypatch.setattr(Table, "__deepcopy__", no_table_copies, raising=False)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(TableName="t", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                               {"AttributeName": "sk", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        before = {"pk": {"S": "p"}, "sk": {"S": "head"}, "n": {"N": "1"}, "tags": {"SS": ["a", "b"]},
+                  "doc": {"M": {"x": {"L": [{"S": "y"}, {"B": b"\x00\xff"}]}}}}
+        ddb.put_item(TableName="t", Item=before)
+
+        def head() -> dict[str, object]:
+            return ddb.get_item(TableName="t", Key={"pk": {"S": "p"}, "sk": {"S": "head"}},
+                                ConsistentRead=True).get("Item", {})
+
+        snapshot = head()
+        with pytest.raises(ddb.exceptions.TransactionCanceledException):
+            ddb.transact_write_items(TransactItems=[
+                {"Update": {"TableName": "t", "Key": {"pk": {"S": "p"}, "sk": {"S": "head"}},
+                            "UpdateExpression": "SET n = :two REMOVE doc DELETE tags :a",
+                            "ExpressionAttributeValues": {":two": {"N": "2"}, ":a": {"SS": ["a"]}}}},
+                {"Put": {"TableName": "t", "Item": {"pk": {"S": "p"}, "sk": {"S": "v#1"}}}},
+                {"Put": {"TableName": "t", "Item": {"pk": {"S": "p"}, "sk": {"S": "v#2"}},
+                         "ConditionExpression": "attribute_exists(pk)"}},  # fails: nothing was written
+            ])
+        assert head() == snapshot
+        assert ddb.query(TableName="t", KeyConditionExpression="pk = :p",
+                         ExpressionAttributeValues={":p": {"S": "p"}})["Count"] == 1
+
+        ddb.transact_write_items(TransactItems=[
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "p"}, "sk": {"S": "head"}},
+                        "UpdateExpression": "SET n = :two", "ConditionExpression": "n = :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}, ":two": {"N": "2"}}}},
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "p"}, "sk": {"S": "v#1"}}}},
+        ])
+        assert head()["n"] == {"N": "2"}
+        assert ddb.query(TableName="t", KeyConditionExpression="pk = :p",
+                         ExpressionAttributeValues={":p": {"S": "p"}})["Count"] == 2
