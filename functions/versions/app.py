@@ -1,4 +1,5 @@
-"""Versions (issue #14): prd.created and prd.updated from the bus become versions when significant."""
+"""Versions (issue #14): prd.created and prd.updated from the bus become versions when significant;
+prd.version.created tidies up after one (repack, archival: prdtool.versions.maintenance)."""
 
 from typing import Any
 

@@ -88,6 +88,15 @@ class Settings:
     version_rewrite_percent: int = 50
     version_rename_percent: int = 60
     version_max_batch_seconds: int = 300
+    # The newest this many versions stay in DynamoDB and S3 Standard; older ones move to the archive
+    # prefix in this storage class, compressed (docs/versions.md, "Archival").
+    version_hot_count: int = 50
+    version_archive_storage_class: str = "GLACIER_IR"
+    # A PRD's push remote may name a private, loopback or link-local address only if this is set
+    # (the local stack's tests push to loopback; in AWS it would reach the VPC or the metadata service).
+    git_remote_allow_private: bool = False
+    # Secrets Manager names of push credentials: <prefix><prdId>.
+    git_remote_secret_prefix: str = "prdtool/git-remote/"
 
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -105,6 +114,10 @@ class Settings:
             env_name = "AWS_REGION" if f.name == "region" else f.name.upper()
             if f.type in ("int", int):
                 values[f.name] = _env_int(env_name, f.default)  # type: ignore[arg-type]
+            elif f.type in ("bool", bool):
+                flag = _env(env_name)
+                if flag:
+                    values[f.name] = flag.strip().lower() in ("1", "true", "yes", "on")
             else:
                 raw = _env(env_name)
                 if f.name == "region" and not raw:

@@ -186,3 +186,95 @@ def test_stock_git_clones_the_history_with_tags_and_refuses_strangers(
     assert stranger.returncode != 0 and "not found" in stranger.stderr.lower()
     forged = clone(f"alice:{token[:-4]}AAAA", "forged")
     assert forged.returncode != 0 and "Authentication failed" in forged.stderr
+
+
+def _remote_state(api: Api, prd_id: str, predicate: Callable[[dict[str, Any]], bool], what: str,
+                  timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = api.get(f"/api/prds/{prd_id}/remote").json()
+        if predicate(found):
+            return dict(found)
+        assert time.monotonic() < deadline, f"{what}: {found}"
+        time.sleep(0.3)
+
+
+def test_every_version_is_pushed_to_the_prds_remote_and_a_refusing_remote_never_blocks_saving(
+        tmp_path: Any, client_factory: Factory, alice: Api, bob: Api, prd: dict[str, Any]) -> None:
+    import subprocess
+
+    from dulwich.repo import Repo
+    from dulwich.server import DictBackend
+    from dulwich.web import make_wsgi_chain
+
+    from tests.unit.test_version_remote import PASSWORD, USER, Gate
+    from tests.wsgiserve import serve
+
+    prd_id = prd["id"]
+    _committed(alice, prd_id, 1)
+    bare = Repo.init_bare(str(tmp_path / "mirror.git"), mkdir=True)
+    gate = Gate(make_wsgi_chain(DictBackend({"/mirror.git": bare})))
+    with serve(gate) as base:
+        url = f"{base}/mirror.git"
+        body = {"url": url, "username": USER, "token": PASSWORD}
+        assert bob.put(f"/api/prds/{prd_id}/remote", body).status_code == 403  # owners configure it
+        configured = alice.put(f"/api/prds/{prd_id}/remote", body)
+        assert configured.status_code == 200, configured.text
+        assert configured.json()["has_token"] is True and PASSWORD not in configured.text
+        # The remote changed: GitPushFunction pushes what exists (v1.0.0) at once.
+        _remote_state(bob, prd_id, lambda r: r["state"] == "ok", "the first push")
+        assert set(bare.get_refs()) >= {b"refs/heads/main", b"refs/tags/v1.0.0"}
+
+        editor = client_factory("bob")
+        editor.append("\n## Rollout\n\nTen percent of traffic first.\n")
+        editor.flush()
+        versions = _committed(alice, prd_id, 2)
+        state = _remote_state(bob, prd_id, lambda r: r["pushed_version"] == versions[0]["version"],
+                              "the new version pushed")
+        assert state["state"] == "ok" and state["error"] is None
+        log = subprocess.run(["git", "--git-dir", str(tmp_path / "mirror.git"), "log", "--format=%H", "main"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert log == [v["commit"] for v in versions]
+
+        # A token the remote refuses: recorded as failed (not retried), shown on the PRD, and saving goes on.
+        wrong = alice.put(f"/api/prds/{prd_id}/remote", {**body, "token": "expired-token"})
+        assert wrong.status_code == 200
+        failed = _remote_state(bob, prd_id, lambda r: r["state"] == "failed", "the refused push")
+        assert failed["error_kind"] == "auth" and "expired-token" not in str(failed)
+        editor.append("\n## Support\n\nThe help centre gets a new article.\n")
+        editor.flush()
+        after = _committed(alice, prd_id, 3)
+        assert after[0]["summary"].startswith("Add section 'Support'")
+        pushed = alice.post(f"/api/prds/{prd_id}/remote/push").json()  # by hand: still refused, still reported
+        assert pushed["state"] == "failed" and pushed["attempts"] >= 2
+        assert b"refs/tags/v" + after[0]["version"].encode() not in bare.get_refs()
+
+        assert alice.delete(f"/api/prds/{prd_id}/remote").status_code == 204
+        assert alice.get(f"/api/prds/{prd_id}/remote").status_code == 404
+    bare.close()
+
+
+def test_git_requests_spend_the_callers_rate_budget(stack: LocalStack, alice: Api, prd: dict[str, Any]) -> None:
+    import base64
+    import contextlib
+
+    import requests
+
+    from tests.integration.fixtures import cognito, ensure_user, login
+
+    # "tina" is on the tests' "tiny" plan (RATE_LIMIT_PLANS: 3 requests a minute) and may read the PRD.
+    ensure_user(stack, "tina")
+    pool = next(iter(stack.manifest["user_pools"].values()))  # type: ignore[index]
+    idp = cognito(stack)
+    with contextlib.suppress(idp.exceptions.GroupExistsException):
+        idp.create_group(UserPoolId=pool, GroupName="plan-tiny")
+    idp.admin_add_user_to_group(UserPoolId=pool, Username="tina", GroupName="plan-tiny")
+    assert alice.put(f"/api/prds/{prd['id']}/members/tina", {"role": "viewer"}).status_code == 200
+    _committed(alice, prd["id"], 1)
+    auth = "Basic " + base64.b64encode(f"tina:{login(stack, 'tina')['access_token']}".encode()).decode()
+    url = f"{stack.base_url}/git/{prd['id']}.git/info/refs?service=git-upload-pack"
+    answers = [requests.get(url, headers={"Authorization": auth}, timeout=30) for _ in range(5)]
+    statuses = [a.status_code for a in answers]
+    assert 200 in statuses and statuses[-1] == 429, statuses
+    refused = answers[-1]
+    assert refused.json()["error"]["code"] == "rate_limited" and int(refused.headers["Retry-After"]) >= 1

@@ -22,6 +22,7 @@ PASSWORD = "demo-password"
 TEST_FUNCTION_ENV = {
     "RATE_LIMITS": "100000/1000000/10000000",
     "RATE_LIMIT_PLANS": '{"tiny": "3/1000/10000"}',
+    "GIT_REMOTE_ALLOW_PRIVATE": "true",  # push remotes served by the tests on loopback
 }
 
 

@@ -263,11 +263,19 @@ def test_maintenance_runs_daily_with_its_input(manifest: Manifest) -> None:
             "enabled": True,
         }
     ]
-    # The bus's only rule: saved content becomes versions (issue #14).
-    (rule,) = manifest["event_rules"]
-    assert (rule["name"], rule["pattern"]) == ("VersionFunctionContentSaved", {
-        "source": ["prdtool"], "detail-type": ["prd.created", "prd.updated"]})
-    assert [t["function"] for t in rule["function_targets"]] == ["VersionFunction"]
+    # The bus's rules (issue #14): saved content becomes versions; a version is tidied up after and
+    # pushed to the PRD's remote.
+    rules = {rule["name"]: rule for rule in manifest["event_rules"]}
+    assert {name: (rule["pattern"], [t["function"] for t in rule["function_targets"]])
+            for name, rule in rules.items()} == {
+        "VersionFunctionContentSaved": ({"source": ["prdtool"], "detail-type": ["prd.created", "prd.updated"]},
+                                        ["VersionFunction"]),
+        "VersionFunctionVersionMade": ({"source": ["prdtool"], "detail-type": ["prd.version.created"]},
+                                       ["VersionFunction"]),
+        "GitPushFunctionPushable": ({"source": ["prdtool"], "detail-type": ["prd.version.created",
+                                                                             "prd.remote.changed"]},
+                                    ["GitPushFunction"]),
+    }
 
 
 def test_the_write_queue_feeds_the_doc_writer(manifest: Manifest) -> None:

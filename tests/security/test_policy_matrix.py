@@ -28,6 +28,11 @@ class PrdRoute:
     action: Action
     body: Callable[[], Any] | None = None
     query: str = ""
+    needs_remote: bool = False  # the owner sets a push remote first
+
+
+# Nothing listens on the discard port: a push there fails at once (recorded; the save is unaffected).
+REMOTE = {"url": "http://127.0.0.1:9/matrix.git", "username": "bot", "token": "matrix-token"}
 
 
 PRD_ROUTES = [
@@ -42,6 +47,10 @@ PRD_ROUTES = [
     PrdRoute("GET", "/api/prds/{id}/versions/{version}", Action.READ),
     PrdRoute("POST", "/api/prds/{id}/versions/{version}/restore", Action.EDIT),
     PrdRoute("GET", "/api/prds/{id}/diff", Action.READ, query="?from=1.0.0&to=v1.0.0"),
+    PrdRoute("GET", "/api/prds/{id}/remote", Action.READ, needs_remote=True),
+    PrdRoute("PUT", "/api/prds/{id}/remote", Action.MANAGE_MEMBERS, lambda: REMOTE),
+    PrdRoute("DELETE", "/api/prds/{id}/remote", Action.MANAGE_MEMBERS, needs_remote=True),
+    PrdRoute("POST", "/api/prds/{id}/remote/push", Action.EDIT, needs_remote=True),
 ]
 # Routes about no particular PRD: who may call them.
 OTHER_ROUTES = {
@@ -105,6 +114,8 @@ ROLE_OF = {"owner": Role.OWNER, "editor": Role.EDITOR, "commenter": Role.COMMENT
 @pytest.mark.parametrize("route", PRD_ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_prd_route_follows_the_policy(route: PrdRoute, caller: str, callers: dict[str, Api]) -> None:
     prd_id = _fresh_prd(callers["owner"])
+    if route.needs_remote:
+        assert callers["owner"].put(f"/api/prds/{prd_id}/remote", REMOTE).status_code == 200
     # Member routes act on "tom", a member who is not the caller (leaving is always allowed).
     path = route.path.replace("{id}", prd_id).replace("{username}", "tom").replace("{version}", "1.0.0") + route.query
     response = callers[caller].request(route.method, path, json_body=route.body() if route.body else None)

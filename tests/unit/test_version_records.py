@@ -24,6 +24,9 @@ PRD = "01jd0000000000000000000001"
 def table(monkeypatch: pytest.MonkeyPatch, no_network: None) -> Iterator[None]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("VERSIONS_TABLE", "versions-unit")
+    from scripts.localstack.moto_main import make_dynamodb_writes_atomic
+
+    make_dynamodb_writes_atomic()  # moto's in-process writes are not atomic across threads; DynamoDB's are
     with mock_aws():
         reset_settings_cache()
         reset_clients()
@@ -98,9 +101,11 @@ def test_the_same_version_number_cannot_be_cut_twice(table: None) -> None:
 def test_a_finish_for_a_version_that_is_no_longer_the_head_leaves_the_head_alone(table: None) -> None:
     records.begin(version("1.0.0"), records.head(PRD))
     records.begin(version("1.1.0"), records.head(PRD))
+    assert records.head(PRD).pending == {"1.0.0", "1.1.0"}
     records.finish(PRD, "1.0.0", "aaa")
     assert records.head(PRD).version == "1.1.0" and records.head(PRD).commit is None
     assert records.get(PRD, "1.0.0").commit == "aaa"
+    assert [v.version for v in records.pending(PRD)] == ["1.1.0"]  # finishing unlists it even so
 
 
 def test_versions_page_newest_first_in_numeric_order(table: None) -> None:

@@ -158,3 +158,75 @@ def test_a_version_saved_by_hand_is_cut_even_without_changes_and_keeps_its_name(
         changelog = gitstore.read_files(repo, gitstore.history(repo)[0].id)["CHANGELOG.md"].decode()
     assert changelog.startswith("# Changelog\n\n## [1.0.1] - ")
     assert "Before the design review" in changelog and "## [1.0.0]" in changelog
+
+
+def test_versions_beyond_the_hot_count_move_to_the_archive_and_still_read(aws: None,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from prdtool.versions import maintenance
+
+    monkeypatch.setenv("VERSION_HOT_COUNT", "3")
+    reset_settings_cache()
+    made = [service.cut(PRD, actor="alice")]
+    for n in range(1, 6):
+        edit(START + f"\n## Risk {n}\n\nThrottling, case {n}.\n")
+        made.append(service.cut(PRD, actor="bob"))
+    numbers = [v.version for v in made if v is not None]
+    assert len(numbers) == 6
+    texts = {number: read_version_markdown(number) for number in numbers}
+    details = {number: records.get(PRD, number).details for number in numbers}
+
+    assert service.on_event("prd.version.created", {"prd_id": PRD, "version": numbers[-1]}) is None
+    s3 = client("s3")
+    for number in numbers[:3]:
+        record = records.get(PRD, number)
+        assert record.archived_at is not None and maintenance.is_archive_key(record.markdown_key)
+        assert s3.head_object(Bucket=BUCKET, Key=record.markdown_key)["StorageClass"] == "GLACIER_IR"
+        with pytest.raises(s3.exceptions.ClientError):
+            s3.head_object(Bucket=BUCKET, Key=service.markdown_key(PRD, number))  # left S3 Standard
+        assert record.details == () and record.to_json()["archived"] is True
+        assert service.read_markdown(record.markdown_key) == texts[number]
+        assert maintenance.read_archive(record.markdown_key)["details"] == list(details[number])
+    for number in numbers[3:]:
+        assert records.get(PRD, number).archived_at is None and read_version_markdown(number) == texts[number]
+    head = records.head(PRD)
+    assert (head.archived_count, head.archived_through) == (3, records.version_sk(numbers[2]))
+    assert maintenance.archive(PRD) == 0  # nothing more to move; running again changes nothing
+
+    with repository() as repo:  # git keeps every version whole
+        log = gitstore.history(repo)
+        assert len(log) == 6
+        assert gitstore.read_files(repo, log[-1].id)["prd.md"].decode() == texts[numbers[0]]
+
+    # A restore of an archived version reads the archive, and the next version is cut as usual.
+    edit(texts[numbers[0]])
+    restored = service.cut(PRD, actor="alice", restored_from=numbers[0], by_hand=True)
+    assert restored is not None and restored.summary.startswith(f"Restore v{numbers[0]}")
+    assert read_version_markdown(restored.version) == texts[numbers[0]]
+
+
+def test_an_archival_that_died_half_way_is_finished_by_the_next(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prdtool.versions import maintenance
+
+    service.cut(PRD, actor="alice")
+    for n in range(1, 4):
+        edit(START + f"\n## Risk {n}\n\nThrottling, case {n}.\n")
+        service.cut(PRD, actor="bob")
+    real = records.mark_archived
+    calls: list[str] = []
+
+    def dies_on_the_second(prd_id: str, version: str, **kw: Any) -> bool:
+        calls.append(version)
+        if len(calls) == 2:
+            raise SystemExit("killed between the archive and the record")
+        return real(prd_id, version, **kw)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(records, "mark_archived", dies_on_the_second)
+        with pytest.raises(SystemExit):
+            maintenance.archive(PRD, keep=1)
+    assert records.head(PRD).archived_count == 0  # the head moves only once a run finished
+    assert maintenance.archive(PRD, keep=1) == 3
+    for number in ("1.0.0", "2.0.0", "3.0.0"):
+        record = records.get(PRD, number)
+        assert maintenance.is_archive_key(record.markdown_key) and service.read_markdown(record.markdown_key)
+    assert records.get(PRD, "4.0.0").archived_at is None

@@ -29,8 +29,13 @@ def list_versions(principal: Principal, prd_id: str, *, limit: int, before: str 
 
 def get_version(principal: Principal, prd_id: str, version: str) -> dict[str, Any]:
     authorize(prd_id, principal, Action.READ)
-    record, markdown = _version_text(prd_id, version)
-    return {**record.to_json(), "markdown": markdown}
+    record = records.get(prd_id, version)
+    if record.archived_at is not None:  # the details moved to the archive with the Markdown
+        from .maintenance import read_archive
+
+        archived = read_archive(record.markdown_key)
+        return {**record.to_json(), "details": list(archived.get("details") or []), "markdown": archived["markdown"]}
+    return {**record.to_json(), "markdown": service.read_markdown(record.markdown_key)}
 
 
 def diff(principal: Principal, prd_id: str, old: str, new: str) -> dict[str, Any]:
@@ -87,3 +92,47 @@ def _check_version(text: str) -> None:
         parse_version(text)
     except ValueError as exc:
         raise BadRequest(str(exc), code="bad_version") from None
+
+
+# -- the push remote (prdtool.versions.mirror) -------------------------------------------------------
+
+def get_remote(principal: Principal, prd_id: str) -> dict[str, Any]:
+    from ..errors import NotFound
+    from . import mirror
+
+    authorize(prd_id, principal, Action.READ)
+    found = mirror.describe(prd_id)
+    if found is None:
+        raise NotFound("this PRD has no push remote", code="remote_not_found")
+    return found
+
+
+def put_remote(principal: Principal, prd_id: str, *, url: str, username: str | None,
+               token: str | None) -> dict[str, Any]:
+    from . import mirror
+
+    authorize(prd_id, principal, Action.MANAGE_MEMBERS)
+    return mirror.configure(prd_id, url=url, username=username, token=token, actor=principal.username)
+
+
+def delete_remote(principal: Principal, prd_id: str) -> None:
+    from . import mirror
+
+    authorize(prd_id, principal, Action.MANAGE_MEMBERS)
+    mirror.remove(prd_id, actor=principal.username)
+
+
+def push_remote(principal: Principal, prd_id: str) -> dict[str, Any]:
+    """Push now (an editor's "retry" after fixing the remote); the answer is the remote's state."""
+    from ..errors import NotFound
+    from . import mirror
+
+    authorize(prd_id, principal, Action.EDIT)
+    try:
+        found = mirror.push_now(prd_id)
+    except mirror.PushFailed:
+        found = mirror.describe(prd_id)  # recorded as failing; the answer says so
+    if found is None:
+        raise NotFound("this PRD has no push remote", code="remote_not_found")
+    return found
+

@@ -46,6 +46,18 @@ def _password(headers: Mapping[str, str]) -> str | None:
     return decoded.partition(":")[2] or None
 
 
+def _limited(principal: Any, source_ip: str) -> dict[str, Any] | None:
+    """A 429 answer when the caller's rate budget is spent (None: go on; also when the store fails)."""
+    from ..auth.ratelimit import limiter, subject_of
+
+    subject, plan = subject_of(principal, source_ip)
+    decision = limiter().hit(subject, plan)
+    if decision is None or decision.allowed:
+        return None
+    return _answer(429, f"too many requests: the {decision.window} limit is {decision.limit}; "
+                        f"retry in {decision.retry_after} s", "rate_limited", decision.headers())
+
+
 def handle(event: Mapping[str, Any]) -> dict[str, Any]:
     """One smart-HTTP request (``info/refs``, ``git-upload-pack``) as an API Gateway response."""
     from ..auth.authorizer import authenticate
@@ -57,14 +69,22 @@ def handle(event: Mapping[str, Any]) -> dict[str, Any]:
     if found is None:
         return _answer(404, "not a repository path: use /git/<prdId>.git", "not_found")
     prd_id, rest = found.group(1), found.group(2) or "/"
+    source_ip = str(((event.get("requestContext") or {}).get("http") or {}).get("sourceIp") or "")
     password = _password(headers)
     if password is None:
-        return _answer(401, "sign in: the password is an access token or an API key", "unauthenticated", _CHALLENGE)
+        return _limited(None, source_ip) or _answer(
+            401, "sign in: the password is an access token or an API key", "unauthenticated", _CHALLENGE)
     try:
         principal = authenticate(password)
-        authorize(prd_id, principal, Action.READ)
     except Unauthenticated as exc:
-        return _answer(401, exc.message, exc.code, _CHALLENGE)
+        return _limited(None, source_ip) or _answer(401, exc.message, exc.code, _CHALLENGE)
+    # The same budget as the HTTP API (a clone is two or three requests): per person, per key owner,
+    # or per address when signed out — so guessing passwords here is as slow as at /api/auth.
+    refused = _limited(principal, source_ip)
+    if refused is not None:
+        return refused
+    try:
+        authorize(prd_id, principal, Action.READ)
     except DomainError as exc:
         return _answer(exc.status, exc.message, exc.code)
     method = str((event.get("requestContext") or {}).get("http", {}).get("method") or "GET").upper()

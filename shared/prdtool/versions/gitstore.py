@@ -29,7 +29,8 @@ commit slow down with every commit.  Readers list packs once per store instance;
 lookup miss re-lists once (another writer may have added a pack), and a pack that vanished
 (repacked away) is evicted and the listing refreshed.  :meth:`S3ObjectStore.repack` merges all
 packs into one so that a cold reader's work (one ``.idx`` GET per pack it looks through) stays small;
-:meth:`S3ObjectStore.repack_if_needed` does it past a threshold.  Listings come newest first, where
+:meth:`S3ObjectStore.repack_if_needed` merges the small ones past a threshold (geometrically, so
+its work follows what was added, not the history's length), off the commit path.  Listings come newest first, where
 the current version's objects are, but S3 reports LastModified in whole seconds: packs written in
 the same second come in name order, so a reader may look through several of them.
 
@@ -87,6 +88,7 @@ from dulwich.pack import (
     UnpackedObject,
     load_pack_index_file,
     write_pack_index,
+    write_pack_objects,
 )
 from dulwich.refs import HEADREF, SYMREF, Ref, RefsContainer, SymrefLoop, check_ref_format
 from dulwich.repo import BaseRepo
@@ -164,6 +166,7 @@ class S3ObjectStore(BucketBasedObjectStore):
         self.prefix = _normalise_prefix(prefix)
         self._pack_prefix = f"{self.prefix}{PACK_DIR}"
         self._listed = False  # has this instance listed the packs at least once?
+        self._pack_sizes: dict[str, int] = {}  # bytes of each listed pack's .pack, from the listing
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(s3://{self.bucket}/{self.prefix})"
@@ -174,6 +177,7 @@ class S3ObjectStore(BucketBasedObjectStore):
         """Complete packs (both keys present), newest first: one paginated LIST."""
         extensions: dict[str, set[str]] = {}
         modified: dict[str, Any] = {}
+        sizes: dict[str, int] = {}
         request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._pack_prefix}
         while True:
             page = self.client.list_objects_v2(**request)
@@ -182,10 +186,13 @@ class S3ObjectStore(BucketBasedObjectStore):
                 if ext in (".pack", ".idx") and "/" not in base:
                     extensions.setdefault(base, set()).add(ext)
                     modified[base] = max(modified.get(base, item["LastModified"]), item["LastModified"])
+                    if ext == ".pack":
+                        sizes[base] = int(item.get("Size", 0))
             if not page.get("IsTruncated"):
                 break
             request["ContinuationToken"] = page["NextContinuationToken"]
         complete = [base for base, found in extensions.items() if found == {".pack", ".idx"}]
+        self._pack_sizes = {base: sizes.get(base, 0) for base in complete}
         return sorted(complete, key=lambda base: (modified[base], base), reverse=True)
 
     def _iter_pack_names(self) -> Iterator[str]:
@@ -334,6 +341,7 @@ class S3ObjectStore(BucketBasedObjectStore):
         if previous is not None:
             previous.close()
         self._pack_cache = {name: pack, **self._pack_cache}
+        self._pack_sizes[name] = len(pack_bytes)
         self._mark_pack_used(name)
         return pack
 
@@ -356,12 +364,14 @@ class S3ObjectStore(BucketBasedObjectStore):
             if response.get("Errors"):
                 raise RuntimeError(f"could not delete old packs: {response['Errors']}")
 
-    def repack(self, exclude: Set[bytes] | None = None, progress: Callable[[str], None] | None = None) -> int:
-        """Merge every listed pack into one; returns the number of objects in it (0: nothing to do).
+    def repack(self, exclude: Set[bytes] | None = None, progress: Callable[[str], None] | None = None,
+               *, only: Sequence[str] | None = None) -> int:
+        """Merge the listed packs (or ``only`` those named) into one; returns the number of objects
+        in it (0: nothing to do).
 
         Order makes it safe with concurrent readers and writers, without locks:
 
-        1. list the packs (fresh) and read each one completely into memory;
+        1. list the packs (fresh) and read each one to merge completely into memory;
         2. upload the merged pack (``.pack`` then ``.idx``): from now on a listing finds it;
         3. only then delete the packs read in step 1 (and nothing else).
 
@@ -373,16 +383,21 @@ class S3ObjectStore(BucketBasedObjectStore):
         afterwards to its commit still finds it.  Two repacks at once: each deletes only packs it
         has merged into a pack it already uploaded; a pack that another repack deleted under this
         one is skipped (its objects are in that repack's pack).  Unreferenced objects are kept
-        (no pruning): they may belong to a writer that has not moved its ref yet.  Objects are held
-        in memory while merging; PRD histories are text and small.
+        (no pruning): they may belong to a writer that has not moved its ref yet.
+
+        The merged pack is deltified (as ``git repack -d``): each version of ``CHANGELOG.md`` and
+        ``prd.md`` is stored as a delta against a neighbour, so a pack of many versions is about the
+        size of a few (16 changelogs of 70 KB: 43 KB whole, 3 KB deltified).
         """
         excluded = exclude or set()
         self._update_pack_cache()
-        if len(self._pack_cache) < 2 and not excluded:
+        chosen = [name for name in self._pack_cache if only is None or name in only]
+        if len(chosen) < 2 and not excluded:
             return 0
         objects: dict[ObjectID, ShaFile] = {}
         merged: list[str] = []
-        for name, pack in list(self._pack_cache.items()):
+        for name in chosen:
+            pack = self._pack_cache[name]
             try:
                 found = [obj for obj in pack.iterobjects() if obj.id not in excluded]
             except PackFileDisappeared as exc:
@@ -393,11 +408,7 @@ class S3ObjectStore(BucketBasedObjectStore):
             merged.append(name)
         if not objects or (len(merged) < 2 and not excluded):
             return 0
-        # Deterministic content: the same objects always give the same bytes, hence the same name.
-        ordered = sorted(objects.values(), key=lambda obj: (obj.type_num, obj.id))
-        consolidated = self.add_objects([(obj, None) for obj in ordered], progress=progress)
-        assert consolidated is not None
-        keep = f"pack-{consolidated.get_stored_checksum().hex()}"
+        keep = self._write_deltified(objects).removesuffix(".pack")
         doomed = [name for name in merged if name != keep]
         self._delete_packs(doomed)
         for name in doomed:
@@ -405,17 +416,44 @@ class S3ObjectStore(BucketBasedObjectStore):
             if gone is not None:
                 gone.close()
         self._pack_access_order = [name for name in self._pack_access_order if name in self._pack_cache]
-        return len(ordered)
+        return len(objects)
+
+    def _write_deltified(self, objects: Mapping[ObjectID, ShaFile]) -> str:
+        """Upload ``objects`` as one deltified pack; returns its name (``pack-<checksum>``)."""
+        # Path hints group the versions of one file, which is what deltas are made between.
+        paths: dict[ObjectID, bytes] = {}
+        for obj in objects.values():
+            if isinstance(obj, Tree):
+                for entry in obj.iteritems():
+                    paths.setdefault(entry.sha, entry.path)
+        # Deterministic content: the same objects always give the same bytes, hence the same name.
+        ordered = sorted(objects.values(), key=lambda obj: (obj.type_num, obj.id))
+        buffer = BytesIO()
+        write_pack_objects(buffer, [(obj, paths.get(obj.id)) for obj in ordered], deltify=True,
+                           object_format=self.object_format)
+        pack = self._publish(buffer.getvalue())
+        return f"pack-{pack.data.get_stored_checksum().hex()}"
 
     def repack_if_needed(self, max_packs: int = REPACK_THRESHOLD) -> int:
-        """:meth:`repack` when more than ``max_packs`` packs are listed; returns what it merged (0: nothing).
+        """Merge the small packs when more than ``max_packs`` are listed; returns what it merged
+        (0: nothing to do).
 
-        Decided on the cached listing (one LIST if this instance has none), so calling it after a
-        commit that read the previous version costs nothing until there is work.  Merging 20 small
-        packs is ~40 GETs and 3 writes; not merging makes every cold reader pay an ``.idx`` GET per
-        pack it looks through.
+        Geometric, as ``git repack --geometric=2``: the packs are ranked by size, and each pack at
+        least twice the size of all smaller ones together stays; the rest are merged.  So the pack
+        holding most of the history is rewritten only when the new ones add up to half of it, and a
+        repack's work follows what was added since the last one, not the length of the history.
+        Decided on a fresh listing (one LIST; sizes come with it).
         """
-        return self.repack() if len(self.packs) > max_packs else 0
+        self._update_pack_cache()
+        if len(self._pack_cache) <= max_packs:
+            return 0
+        ranked = sorted(self._pack_cache, key=lambda name: self._pack_sizes.get(name, 0), reverse=True)
+        sizes = [self._pack_sizes.get(name, 0) for name in ranked]
+        split = 0
+        while split < len(ranked) - 1 and sizes[split] >= 2 * sum(sizes[split + 1:]):
+            split += 1
+        small = ranked[split:]
+        return self.repack(only=small) if len(small) >= 2 else 0
 
 
 # --------------------------------------------------------------------------------------------------

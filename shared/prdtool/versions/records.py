@@ -5,8 +5,10 @@ Items of one PRD (partition ``prd_id``):
 - ``v#<major>.<minor>.<patch>`` (each part zero-padded to 6 digits, so the sort key orders
   versions numerically): one version — number, kind, summary, authors, time, the git commit and
   the S3 key of its Markdown, ``state`` ``pending`` until its commit landed;
+- ``remote``: the PRD's push remote and the state of its pushes (``prdtool.versions.mirror``);
 - ``head``: the latest version (number, commit, Markdown key) plus ``editors_since`` — the people
-  whose saved edits are not in a version yet — and a compare-and-set counter.
+  whose saved edits are not in a version yet — ``pending_versions`` (those whose commit has not
+  landed; normally none) and a compare-and-set counter.
 
 Cutting a version is an outbox: the record is written ``pending`` together with moving the head
 (one transaction, conditional on the head's counter, so two cutters never both win), then the git
@@ -64,9 +66,24 @@ class VersionItem(Model):
     words_added = NumberAttribute(null=True)
     words_removed = NumberAttribute(null=True)
     state = UnicodeAttribute(null=True)  # pending | committed
+    archived_at = NumberAttribute(null=True)  # epoch ms: moved to cold storage (markdown_key is the archive)
     # the head item
     counter = NumberAttribute(null=True)
     editors_since = UnicodeSetAttribute(null=True)
+    pending_versions = UnicodeSetAttribute(null=True)
+    archived_count = NumberAttribute(null=True)  # the oldest versions in cold storage ...
+    archived_through = UnicodeAttribute(null=True)  # ... up to this sort key
+    # the remote item (prdtool.versions.mirror): where versions are pushed, and how that went
+    remote_url = UnicodeAttribute(null=True)
+    remote_username = UnicodeAttribute(null=True)
+    remote_secret = UnicodeAttribute(null=True)  # the Secrets Manager name of the token, never the token
+    push_state = UnicodeAttribute(null=True)  # never | ok | failing (retried) | failed (needs a person)
+    push_error = UnicodeAttribute(null=True)
+    push_error_kind = UnicodeAttribute(null=True)
+    push_attempts = NumberAttribute(null=True)  # failed attempts since the last success
+    push_attempted_at = NumberAttribute(null=True)
+    pushed_at = NumberAttribute(null=True)
+    pushed_version = UnicodeAttribute(null=True)
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,7 @@ class Version:
     restored_from: str | None = None
     words_added: int = 0
     words_removed: int = 0
+    archived_at: int | None = None
 
     @classmethod
     def of(cls, item: VersionItem) -> Version:
@@ -96,14 +114,15 @@ class Version:
                    int(item.created_at or 0),
                    str(item.created_by or ""), item.commit, item.parent_commit, str(item.markdown_key or ""),
                    str(item.state or COMMITTED), item.name, item.message, item.restored_from,
-                   int(item.words_added or 0), int(item.words_removed or 0))
+                   int(item.words_added or 0), int(item.words_removed or 0),
+                   int(item.archived_at) if item.archived_at is not None else None)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "tag": f"v{self.version}", "kind": self.kind, "summary": self.summary,
                 "details": list(self.details), "authors": list(self.authors), "created_at": self.created_at,
                 "created_by": self.created_by, "commit": self.commit, "name": self.name, "message": self.message,
                 "restored_from": self.restored_from, "words_added": self.words_added,
-                "words_removed": self.words_removed, "state": self.state}
+                "words_removed": self.words_removed, "state": self.state, "archived": self.archived_at is not None}
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,9 @@ class Head:
     markdown_key: str | None
     counter: int
     editors_since: frozenset[str]
+    pending: frozenset[str] = frozenset()
+    archived_count: int = 0
+    archived_through: str | None = None
 
 
 def head(prd_id: str) -> Head:
@@ -121,7 +143,8 @@ def head(prd_id: str) -> Head:
     except VersionItem.DoesNotExist:
         return Head(None, None, None, 0, frozenset())
     return Head(item.version, item.commit, item.markdown_key, int(item.counter or 0),
-                frozenset(item.editors_since or ()))
+                frozenset(item.editors_since or ()), frozenset(item.pending_versions or ()),
+                int(item.archived_count or 0), item.archived_through)
 
 
 def note_editors(prd_id: str, editors: list[str]) -> None:
@@ -148,7 +171,8 @@ def begin(record: Version, expected: Head) -> None:
     condition = (VersionItem.counter.does_not_exist() if expected.counter == 0
                  else VersionItem.counter == expected.counter)
     actions: list[Any] = [VersionItem.version.set(record.version), VersionItem.markdown_key.set(record.markdown_key),
-               VersionItem.counter.set(expected.counter + 1), VersionItem.commit.remove()]
+               VersionItem.counter.set(expected.counter + 1), VersionItem.commit.remove(),
+               VersionItem.pending_versions.add({record.version})]
     if expected.editors_since:
         actions.append(VersionItem.editors_since.delete(set(expected.editors_since)))
     try:
@@ -167,14 +191,17 @@ def finish(prd_id: str, version: str, commit: str) -> None:
     """The version's commit landed: record it, on the version and on the head (if still the head)."""
     VersionItem(prd_id=prd_id, sk=version_sk(version)).update(
         actions=[VersionItem.commit.set(commit), VersionItem.state.set(COMMITTED)])
+    head_item = VersionItem(prd_id=prd_id, sk=HEAD)
     try:
-        VersionItem(prd_id=prd_id, sk=HEAD).update(actions=[VersionItem.commit.set(commit)],
-                                                   condition=VersionItem.version == version)
+        head_item.update(actions=[VersionItem.commit.set(commit), VersionItem.pending_versions.delete({version})],
+                         condition=VersionItem.version == version)
     except Exception as exc:
         from ..storage import is_conditional_failure
 
         if not is_conditional_failure(exc):
             raise
+        # A later version is the head already (this one was finished late): only unlist it.
+        head_item.update(actions=[VersionItem.pending_versions.delete({version})])
 
 
 def get(prd_id: str, version: str) -> Version:
@@ -184,11 +211,12 @@ def get(prd_id: str, version: str) -> Version:
         raise NotFound(f"this PRD has no version {version[:40]!r}", code="version_not_found") from None
 
 
-def pending(prd_id: str) -> list[Version]:
-    """Versions whose commit has not landed yet, oldest first."""
-    return [Version.of(i) for i in VersionItem.query(prd_id, VersionItem.sk.startswith(VERSION_PREFIX),
-                                                     filter_condition=VersionItem.state == PENDING,
-                                                     consistent_read=True)]
+def pending(prd_id: str, current: Head | None = None) -> list[Version]:
+    """Versions the head lists as pending (``current``, or the head read afresh), oldest first, so
+    finding none costs no more than reading the head.  One may be ``committed`` already (its cutter
+    died between marking it and unlisting it): :func:`finish` it again to unlist it."""
+    listed = (current or head(prd_id)).pending
+    return [get(prd_id, version) for version in sorted(listed, key=parse_version)]
 
 
 def page(prd_id: str, *, limit: int = 50, before: str | None = None) -> tuple[list[Version], str | None]:
@@ -204,3 +232,48 @@ def page(prd_id: str, *, limit: int = 50, before: str | None = None) -> tuple[li
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# -- archival (cold storage of old versions: see prdtool.versions.maintenance) ----------------------
+
+def oldest_unarchived(prd_id: str, current: Head, limit: int) -> list[Version]:
+    """Up to ``limit`` of the oldest versions not archived yet (after the head's ``archived_through``)."""
+    if limit <= 0:
+        return []
+    condition = (VersionItem.sk > current.archived_through if current.archived_through
+                 else VersionItem.sk.startswith(VERSION_PREFIX))
+    return [Version.of(item) for item in VersionItem.query(prd_id, condition, limit=limit, consistent_read=True)
+            if item.sk.startswith(VERSION_PREFIX)][:limit]
+
+
+def mark_archived(prd_id: str, version: str, *, old_key: str, archive_key: str, at_ms: int) -> bool:
+    """Point a version at its archive (and drop what moved there); False if it moved already."""
+    try:
+        VersionItem(prd_id=prd_id, sk=version_sk(version)).update(
+            actions=[VersionItem.markdown_key.set(archive_key), VersionItem.archived_at.set(at_ms),
+                     VersionItem.details.remove()],
+            condition=VersionItem.markdown_key == old_key)
+    except Exception as exc:
+        from ..storage import is_conditional_failure
+
+        if not is_conditional_failure(exc):
+            raise
+        return False
+    return True
+
+
+def advance_archived(prd_id: str, current: Head, *, count: int, through: str) -> None:
+    """Record on the head that ``count`` more of the oldest versions are archived, through ``through``
+    (a no-op when another archiver recorded it first)."""
+    condition = (VersionItem.archived_count.does_not_exist() if current.archived_count == 0
+                 else VersionItem.archived_count == current.archived_count)
+    try:
+        VersionItem(prd_id=prd_id, sk=HEAD).update(
+            actions=[VersionItem.archived_count.set(current.archived_count + count),
+                     VersionItem.archived_through.set(version_sk(through))],
+            condition=condition)
+    except Exception as exc:
+        from ..storage import is_conditional_failure
+
+        if not is_conditional_failure(exc):
+            raise

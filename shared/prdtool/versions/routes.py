@@ -1,4 +1,5 @@
-"""HTTP routes of versions (mounted by functions/versions_api): list, read, diff, save, restore."""
+"""HTTP routes of versions (mounted by functions/versions_api): list, read, diff, save, restore, and
+the PRD's push remote."""
 
 from __future__ import annotations
 
@@ -55,3 +56,34 @@ def restore_version(id: PrdId, version: VersionPath, caller: Caller) -> dict[str
 def diff(id: PrdId, caller: Caller, old: Annotated[VersionQuery, Query(alias="from")],
          new: Annotated[VersionQuery, Query(alias="to")]) -> dict[str, Any]:
     return api.diff(caller, id, old, new)
+
+
+class RemoteBody(BaseModel):
+    """Where to push the PRD's versions.  ``token`` is kept in Secrets Manager and never shown again;
+    leave it out to keep the stored one (for the same host)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=2000, description="https://host/owner/repo.git")
+    username: str | None = Field(default=None, min_length=1, max_length=200, pattern=_LINE)
+    token: str | None = Field(default=None, min_length=1, max_length=4000, pattern=_LINE)
+
+
+@router.get("/prds/{id}/remote", summary="The PRD's push remote and how its last pushes went")
+def get_remote(id: PrdId, caller: Caller) -> dict[str, Any]:
+    return api.get_remote(caller, id)
+
+
+@router.put("/prds/{id}/remote", summary="Mirror every version to a git remote (owner)")
+def put_remote(id: PrdId, body: RemoteBody, caller: Caller) -> dict[str, Any]:
+    return api.put_remote(caller, id, url=body.url, username=body.username, token=body.token)
+
+
+@router.delete("/prds/{id}/remote", status_code=204, summary="Stop mirroring (the token is deleted)")
+def delete_remote(id: PrdId, caller: Caller) -> None:
+    api.delete_remote(caller, id)
+
+
+@router.post("/prds/{id}/remote/push", summary="Push to the remote now; the answer is its state")
+def push_remote(id: PrdId, caller: Caller) -> dict[str, Any]:
+    return api.push_remote(caller, id)
+

@@ -65,6 +65,11 @@ def markdown_key(prd_id: str, version: str) -> str:
 
 
 def read_markdown(key: str) -> str:
+    """A version's Markdown by its record's key (in the archive, for an archived version)."""
+    from . import maintenance
+
+    if maintenance.is_archive_key(key):
+        return str(maintenance.read_archive(key)["markdown"])
     body = client("s3").get_object(Bucket=get_settings().documents_bucket, Key=key)["Body"].read()
     return bytes(body).decode("utf-8")
 
@@ -89,8 +94,10 @@ def cut(prd_id: str, *, actor: str | None = None, name: str | None = None, messa
     ``by_hand``: a person asked to save one).  None when there was nothing to version."""
     thresholds = Thresholds.from_settings(get_settings())
     for _ in range(_ATTEMPTS):
-        finish_pending(prd_id)
         head = records.head(prd_id)
+        if head.pending:
+            finish_pending(prd_id, head)
+            head = records.head(prd_id)
         saved = _saved(prd_id)
         if head.version is None:
             number, kind = FIRST_VERSION, "initial"
@@ -127,9 +134,12 @@ def cut(prd_id: str, *, actor: str | None = None, name: str | None = None, messa
     raise RuntimeError(f"could not cut a version of {prd_id} after {_ATTEMPTS} attempts (the head kept moving)")
 
 
-def finish_pending(prd_id: str) -> None:
+def finish_pending(prd_id: str, current: records.Head | None = None) -> None:
     """Finish the versions a cutter left pending (record and head written, commit maybe not)."""
-    for version in records.pending(prd_id):
+    for version in records.pending(prd_id, current):
+        if version.state != records.PENDING and version.commit:
+            records.finish(prd_id, version.version, version.commit)  # landed; only still listed
+            continue
         markdown = read_markdown(version.markdown_key)
         commit = _commit(version, markdown, None, None)
         records.finish(prd_id, version.version, commit)
@@ -180,11 +190,7 @@ def _commit(record: records.Version, markdown: str, title: str | None, change: C
             except gitstore.RefConflict:
                 time.sleep(0.05)
                 continue  # another writer moved main or made the tag: look again
-            try:
-                repo.object_store.repack_if_needed()  # one pack per commit: keep reads and clones flat
-            except Exception:
-                logger.exception("repack failed (the commit stands)", extra={"prd_id": record.prd_id})
-            return commit.decode()
+            return commit.decode()  # repacking happens after, on prd.version.created (maintenance)
     raise RuntimeError(f"could not commit {tag} of {record.prd_id}: the repository kept changing")
 
 
@@ -206,10 +212,16 @@ def _announce(version: records.Version) -> None:
 
 
 def on_event(detail_type: str, detail: dict[str, Any]) -> records.Version | None:
-    """The bus's ``prd.created`` and ``prd.updated`` events (VersionFunction)."""
+    """The bus's ``prd.created`` and ``prd.updated`` events (VersionFunction); ``prd.version.created``
+    tidies up after a version (``maintenance``)."""
     prd_id = str(detail.get("prd_id") or "")
     if not prd_id:
         raise ValueError("the event names no prd_id")
+    if detail_type == PRD_VERSION_CREATED:
+        from . import maintenance
+
+        maintenance.after_version(prd_id)
+        return None
     if detail_type == "prd.created":
         return cut(prd_id, actor=str(detail.get("actor") or "") or None)
     editors = [str(e) for e in detail.get("editors") or [] if e]
