@@ -230,3 +230,32 @@ def test_an_archival_that_died_half_way_is_finished_by_the_next(aws: None, monke
         record = records.get(PRD, number)
         assert maintenance.is_archive_key(record.markdown_key) and service.read_markdown(record.markdown_key)
     assert records.get(PRD, "4.0.0").archived_at is None
+
+
+def test_two_archivers_at_once_move_each_version_once_and_both_finish(aws: None) -> None:
+    from prdtool.versions import maintenance
+
+    service.cut(PRD, actor="alice")
+    for n in range(1, 7):
+        edit(START + f"\n## Risk {n}\n\nThrottling, case {n}.\n")
+        service.cut(PRD, actor="bob")
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def archiver() -> None:
+        barrier.wait()
+        try:
+            maintenance.archive(PRD, keep=2)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=archiver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    head = records.head(PRD)
+    assert head.archived_count == 5
+    for version in records.page(PRD, limit=10)[0][2:]:
+        assert version.archived_at is not None and service.read_markdown(version.markdown_key)

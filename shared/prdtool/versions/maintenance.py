@@ -14,7 +14,9 @@ own path, so a cut's time does not depend on how much history there is to tidy:
   The git history is never touched: every version stays complete there.
 
 Order per version makes a crash harmless: write the archive, then repoint the record (conditional
-on its old key), then delete the old object.  A crash before the repoint leaves an archive object
+on its old key), then delete the old object.  Archivers may run at once (one per new version): each
+version is repointed by exactly one of them, and one that finds the old object gone checks that
+the record was repointed.  A crash before the repoint leaves an archive object
 that the next run overwrites with the same bytes; after it, at most an orphaned Standard object.
 """
 
@@ -95,7 +97,12 @@ def archive(prd_id: str, *, keep: int | None = None) -> int:
 def _archive_one(version: records.Version, bucket: str, storage_class: str) -> None:
     s3 = client("s3")
     old_key = version.markdown_key
-    markdown = s3.get_object(Bucket=bucket, Key=old_key)["Body"].read().decode("utf-8")
+    try:
+        markdown = s3.get_object(Bucket=bucket, Key=old_key)["Body"].read().decode("utf-8")
+    except s3.exceptions.NoSuchKey:
+        if records.get(version.prd_id, version.version).archived_at is not None:
+            return  # another archiver moved it meanwhile (its last step deletes the Standard copy)
+        raise
     body = json.dumps({"version": version.version, "markdown": markdown, "details": list(version.details),
                        "message": version.message}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     key = archive_key(version.prd_id, version.version)

@@ -16,7 +16,11 @@ pending record that the next cut finishes first — its tag tells whether the co
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -164,7 +168,7 @@ def _commit(record: records.Version, markdown: str, title: str | None, change: C
     settings = get_settings()
     tag = f"v{record.version}"
     for _ in range(_ATTEMPTS):
-        with gitstore.open_repo(client("s3"), settings.documents_bucket, record.prd_id) as repo:
+        with _checked_out(settings.documents_bucket, record.prd_id) as repo:
             parent = gitstore.head(repo)  # reads the refs afresh
             existing = repo.refs.get_peeled(gitstore.Ref(gitstore.TAGS + tag.encode()))
             if existing is not None:
@@ -192,6 +196,36 @@ def _commit(record: records.Version, markdown: str, title: str | None, change: C
                 continue  # another writer moved main or made the tag: look again
             return commit.decode()  # repacking happens after, on prd.version.created (maintenance)
     raise RuntimeError(f"could not commit {tag} of {record.prd_id}: the repository kept changing")
+
+
+_REPOS_KEPT = 8
+_repos: OrderedDict[tuple[Any, str, str], Any] = OrderedDict()  # (S3 client, bucket, PRD) -> S3Repo
+_repos_lock = threading.Lock()
+
+
+@contextmanager
+def _checked_out(bucket: str, prd_id: str) -> Iterator[Any]:
+    """The PRD's repository, kept open between cuts in this container (its pack list and the packs
+    it read stay in memory: a warm cut of the same PRD lists and downloads nothing it already has;
+    a pack repacked away meanwhile is noticed on lookup and re-listed).  One user at a time: a
+    thread that finds it checked out by another opens its own."""
+    from . import gitstore
+
+    s3 = client("s3")  # in the key: a new client (tests reset them) means another S3 altogether
+    key = (s3, bucket, prd_id)
+    with _repos_lock:
+        repo = _repos.pop(key, None)
+    if repo is None:
+        repo = gitstore.open_repo(s3, bucket, prd_id)
+    try:
+        yield repo
+    except BaseException:
+        repo.close()  # whatever it holds may be half-updated
+        raise
+    with _repos_lock:
+        _repos[key] = repo
+        while len(_repos) > _REPOS_KEPT:
+            _repos.popitem(last=False)[1].close()
 
 
 def _announce(version: records.Version) -> None:
