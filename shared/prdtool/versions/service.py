@@ -15,6 +15,7 @@ pending record that the next cut finishes first — its tag tells whether the co
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 import time
@@ -201,6 +202,14 @@ def _commit(record: records.Version, markdown: str, title: str | None, change: C
 _REPOS_KEPT = 8
 _repos: OrderedDict[tuple[Any, str, str], Any] = OrderedDict()  # (S3 client, bucket, PRD) -> S3Repo
 _repos_lock = threading.Lock()
+
+
+@atexit.register
+def _close_repos() -> None:
+    # dulwich complains from __del__ about packs left open at interpreter exit (tests, benchmarks).
+    with _repos_lock:
+        while _repos:
+            _repos.popitem()[1].close()
 
 
 @contextmanager
