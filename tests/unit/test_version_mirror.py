@@ -84,3 +84,15 @@ def test_bad_usernames_are_refused(aws: None) -> None:
     for username in ("a:b", "  "):
         with pytest.raises(BadRequest):
             mirror.configure(PRD, url="https://140.82.112.3/t/p.git", username=username, token="t", actor="alice")
+
+
+def test_a_remote_that_now_resolves_to_a_private_address_is_refused_at_push_time(
+        aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_REMOTE_ALLOW_PRIVATE", "true")
+    reset_settings_cache()
+    mirror.configure(PRD, url="http://127.0.0.1:9/x.git", username="bot", token="s3cr3t-value", actor="alice")
+    monkeypatch.setenv("GIT_REMOTE_ALLOW_PRIVATE", "false")
+    reset_settings_cache()
+    state = mirror.push_now(PRD)  # refused before any connection (the suite's no_network would raise)
+    assert state is not None and (state["state"], state["error_kind"]) == ("failed", "invalid")
+    assert "public address" in str(state["error"]) and "s3cr3t-value" not in str(state)

@@ -156,6 +156,12 @@ def push_now(prd_id: str) -> dict[str, Any] | None:
     attempts = int(item.push_attempts or 0) + 1
     now = records.now_ms()
     try:
+        # Resolved again at each push: a name that now points at a private address (DNS rebinding,
+        # or a setting changed since) is refused here too.
+        try:
+            check_url(item.remote_url)
+        except BadRequest as exc:
+            raise git_remote.PushError("invalid", exc.message) from None
         token = _read_token(item.remote_secret) if item.remote_secret else None
         target = git_remote.Remote(item.remote_url, item.remote_username, token)
         started = time.perf_counter()
