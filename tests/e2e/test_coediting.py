@@ -320,3 +320,38 @@ def test_a_newcomer_receives_every_relayed_update_while_senders_reuse_their_peer
         newcomer.wait_until(lambda want=expected: newcomer.content() == want,
                             what=f"relayed edit b{n}, without a resync")
     assert alice.content() == expected
+
+
+def test_a_connection_still_completing_its_handshake_is_not_forgotten_when_it_answers_410(
+        client_factory: Factory, stack: LocalStack, prd: dict[str, Any]) -> None:
+    """API Gateway answers 410 to a post to a connection whose $connect ran (it is registered) but
+    whose handshake is not complete.  Forgetting it then left a newcomer that never received an
+    update (seen as ~10 % of deliveries lost when 50 editors joined a busy PRD at once).  Only a
+    connection older than the grace period is forgotten on 410."""
+    from prdtool.collab import connections, relay
+    from tests.e2e.storage import bound_to
+
+    alice = client_factory("alice")
+    expires = int(time.time()) + 600
+    with bound_to(stack, "WebSocketFunction"):
+        # Two connections the gateway does not know (posts to them answer 410): one registered just
+        # now, as $connect leaves it before the handshake, one that has been gone for a while.
+        for connection_id in ("handshaking", "long-gone"):
+            connections.register_connection(connections.Connection(connection_id, prd["id"], "bob", "editor"),
+                                            token_expires_at=expires)
+        old = time.time() - relay.GONE_GRACE_SECONDS - 5
+        from prdtool.collab.connections import ConnectionModel
+
+        ConnectionModel(pk=f"prd#{prd['id']}", sk="conn#long-gone").update(
+            actions=[ConnectionModel.connected_at.set(int(old))])
+        alice.append("relayed while bob's socket opens ")
+        alice.flush()
+
+        def registered() -> set[str]:
+            return {c.connection_id for c in connections.of_prd(prd["id"])}
+
+        deadline = time.monotonic() + 20
+        while "long-gone" in registered() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "long-gone" not in registered(), "a connection gone for long is forgotten on 410"
+        assert "handshaking" in registered(), "a connection completing its handshake is kept"

@@ -126,6 +126,7 @@ class Connection:
     presence: dict[int, tuple[int, str | None]] = field(default_factory=dict)
     origin_jti: str = ""
     expires_at: int = 0
+    connected_at: int = 0  # epoch seconds of its $connect
 
     @property
     def awareness_clients(self) -> dict[int, int]:
@@ -161,7 +162,7 @@ def _presence(item: ConnectionModel) -> dict[int, tuple[int, str | None]]:
 
 def _connection(item: ConnectionModel) -> Connection:
     return Connection(item.connection_id, item.prd_id, item.username, item.role, _presence(item),
-                      item.origin_jti or "", int(item.expires_at))
+                      item.origin_jti or "", int(item.expires_at), int(item.connected_at or 0))
 
 
 def lookup(connection_id: str) -> Connection | None:

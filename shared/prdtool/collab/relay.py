@@ -3,7 +3,11 @@
 API Gateway's management API takes one connection per call, so a broadcast to N peers is N
 ``PostToConnection`` calls; they run on a small thread pool kept warm with the container instead
 of one after another.  A connection that is gone (``GoneException``) is forgotten and does not fail
-the sender.
+the sender — unless it connected moments ago: API Gateway answers 410 to posts to a connection
+whose ``$connect`` has run (so it is registered) but whose handshake has not completed, and
+forgetting it then would leave a new editor that never receives an update.  It misses nothing by
+being skipped: the update was stored before the relay, and the client's sync exchange, which it
+starts once the socket is open, reads it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from . import connections
 from .poster import ConnectionsApi
 
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fanout")
+# A connection younger than this that answers 410 may still be completing its handshake: kept.
+# (A $connect that succeeded is followed by the handshake at once; a client that vanished within
+# this window is forgotten by its $disconnect, or by the first 410 after it.)
+GONE_GRACE_SECONDS = 30
 
 
 def _management() -> ConnectionsApi:
@@ -80,9 +88,11 @@ class Broadcast:
 
 def broadcast(targets: Iterable[connections.Connection], frames: Sequence[str]) -> Broadcast:
     """Send ``frames`` to every target concurrently; a failure on one peer never stops the others."""
+    targets = list(targets)
     ids = [target.connection_id for target in targets]
     if not ids:
         return Broadcast(0, 0, 0)
+    young = {t.connection_id for t in targets if t.connected_at > time.time() - GONE_GRACE_SECONDS}
     outcomes = _management().post_each(ids, [frame.encode() for frame in frames], _pool)
     sent = failed = 0
     gone: list[str] = []
@@ -94,7 +104,8 @@ def broadcast(targets: Iterable[connections.Connection], frames: Sequence[str]) 
         else:
             failed += 1
             logger.error("post to a peer failed", extra={"connection_id": connection_id, "error": repr(error)})
-    for removal in [_pool.submit(connections.remove, connection_id) for connection_id in gone]:
+    for removal in [_pool.submit(connections.remove, connection_id) for connection_id in gone
+                    if connection_id not in young]:
         try:
             removal.result()
         except Exception:
