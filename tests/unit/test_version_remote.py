@@ -45,22 +45,6 @@ needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs the gi
 
 # ----------------------------------------------------------------------------- offline, except loopback
 @pytest.fixture
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Like the suite's ``no_network``, but the git server of these tests listens on 127.0.0.1."""
-    connect = socket.socket.connect
-
-    def guarded(sock: socket.socket, address: Any) -> None:
-        host = address[0] if isinstance(address, tuple) else address
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            raise RuntimeError(f"unit tests may not use the network ({host})")
-        connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch, loopback_only: None) -> Iterator[Any]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():

@@ -1,0 +1,1 @@
+"""AI drafting: model providers (Amazon Bedrock) behind one streaming interface."""
