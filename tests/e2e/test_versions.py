@@ -245,8 +245,11 @@ def test_every_version_is_pushed_to_the_prds_remote_and_a_refusing_remote_never_
         editor.flush()
         after = _committed(alice, prd_id, 3)
         assert after[0]["summary"].startswith("Add section 'Support'")
-        pushed = alice.post(f"/api/prds/{prd_id}/remote/push").json()  # by hand: still refused, still reported
-        assert pushed["state"] == "failed" and pushed["attempts"] >= 2
+        tried = _remote_state(bob, prd_id, lambda r: r["attempts"] >= 2, "the new version's push")["attempts"]
+        queued = alice.post(f"/api/prds/{prd_id}/remote/push")  # by hand: queued, still refused, still reported
+        assert queued.status_code == 202 and queued.json()["state"] == "failed"
+        pushed = _remote_state(bob, prd_id, lambda r: r["attempts"] > tried, "the push asked for by hand")
+        assert pushed["state"] == "failed" and pushed["error_kind"] == "auth"
         assert b"refs/tags/v" + after[0]["version"].encode() not in bare.get_refs()
 
         assert alice.delete(f"/api/prds/{prd_id}/remote").status_code == 204

@@ -272,8 +272,8 @@ def test_maintenance_runs_daily_with_its_input(manifest: Manifest) -> None:
                                         ["VersionFunction"]),
         "VersionFunctionVersionMade": ({"source": ["prdtool"], "detail-type": ["prd.version.created"]},
                                        ["VersionFunction"]),
-        "GitPushFunctionPushable": ({"source": ["prdtool"], "detail-type": ["prd.version.created",
-                                                                             "prd.remote.changed"]},
+        "GitPushFunctionPushable": ({"source": ["prdtool"], "detail-type": [
+            "prd.version.created", "prd.remote.changed", "prd.remote.push_requested"]},
                                     ["GitPushFunction"]),
     }
 

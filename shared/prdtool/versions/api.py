@@ -123,16 +123,10 @@ def delete_remote(principal: Principal, prd_id: str) -> None:
 
 
 def push_remote(principal: Principal, prd_id: str) -> dict[str, Any]:
-    """Push now (an editor's "retry" after fixing the remote); the answer is the remote's state."""
-    from ..errors import NotFound
+    """Push now (an editor's "retry" after fixing the remote): queued for GitPushFunction; the
+    answer is the remote's state before it (``GET`` shows the outcome)."""
     from . import mirror
 
     authorize(prd_id, principal, Action.EDIT)
-    try:
-        found = mirror.push_now(prd_id)
-    except mirror.PushFailed:
-        found = mirror.describe(prd_id)  # recorded as failing; the answer says so
-    if found is None:
-        raise NotFound("this PRD has no push remote", code="remote_not_found")
-    return found
+    return mirror.request_push(prd_id, actor=principal.username)
 

@@ -34,6 +34,7 @@ from .records import VersionItem
 REMOTE_SK = "remote"
 PRD_REMOTE_CHANGED = "prd.remote.changed"
 PRD_REMOTE_PUSH_FAILED = "prd.remote.push_failed"
+PRD_REMOTE_PUSH_REQUESTED = "prd.remote.push_requested"
 
 
 def _secret_name(prd_id: str) -> str:
@@ -137,6 +138,20 @@ def _read_token(name: str) -> str:
     return str(client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
 
 
+def request_push(prd_id: str, *, actor: str) -> dict[str, Any]:
+    """Ask GitPushFunction to push now (a person fixed the remote); the remote's state as it is.
+
+    Asynchronous: a push may take longer than an API request may, and only GitPushFunction may read
+    the token."""
+    from .. import events
+
+    found = describe(prd_id)
+    if found is None:
+        raise NotFound("this PRD has no push remote", code="remote_not_found")
+    events.publish(PRD_REMOTE_PUSH_REQUESTED, {"prd_id": prd_id}, actor=actor)
+    return found
+
+
 class PushFailed(Exception):
     """A push that may succeed if tried again (raised for Lambda's retries; already recorded)."""
 
@@ -201,7 +216,7 @@ def _record(prd_id: str, url: str, **values: Any) -> None:
 
 
 def on_event(detail_type: str, detail: dict[str, Any]) -> dict[str, Any] | None:
-    """GitPushFunction: ``prd.version.created`` and ``prd.remote.changed``."""
+    """GitPushFunction: ``prd.version.created``, ``prd.remote.changed``, ``prd.remote.push_requested``."""
     prd_id = str(detail.get("prd_id") or "")
     if not prd_id:
         raise ValueError("the event names no prd_id")

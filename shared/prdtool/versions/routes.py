@@ -83,7 +83,8 @@ def delete_remote(id: PrdId, caller: Caller) -> None:
     api.delete_remote(caller, id)
 
 
-@router.post("/prds/{id}/remote/push", summary="Push to the remote now; the answer is its state")
+@router.post("/prds/{id}/remote/push", status_code=202,
+             summary="Push to the remote now (queued; GET /remote shows the outcome)")
 def push_remote(id: PrdId, caller: Caller) -> dict[str, Any]:
     return api.push_remote(caller, id)
 
