@@ -92,7 +92,8 @@ def broadcast(targets: Iterable[connections.Connection], frames: Sequence[str]) 
     ids = [target.connection_id for target in targets]
     if not ids:
         return Broadcast(0, 0, 0)
-    young = {t.connection_id for t in targets if t.connected_at > time.time() - GONE_GRACE_SECONDS}
+    cutoff = time.time() - GONE_GRACE_SECONDS
+    young = {t.connection_id for t in targets if t.connected_at > cutoff}
     outcomes = _management().post_each(ids, [frame.encode() for frame in frames], _pool)
     sent = failed = 0
     gone: list[str] = []
