@@ -160,6 +160,8 @@ class ReceivedRequest:
     headers: dict[str, str]
     outcome: str | None = None
     frames_sent: int = 0
+    received_at: float = field(default_factory=time.time)  # epoch seconds the request arrived
+    delta_sent_at: list[float] = field(default_factory=list)  # epoch seconds each text delta was written
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
@@ -222,6 +224,12 @@ class FakeBedrock:
         """Queue scripts for the next requests, one each; once the queue is empty the last one taken repeats."""
         with self._lock:
             self._scripts.extend(scripts)
+
+    def reset(self) -> None:
+        """Forget the queued scripts: the next requests are echoed (a test's scripts end with it)."""
+        with self._lock:
+            self._scripts.clear()
+            self._last = ECHO
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -348,6 +356,8 @@ class FakeBedrock:
                 kind, frame = step
                 await response.write(frame)
                 received.frames_sent += 1
+                if kind == "delta":
+                    received.delta_sent_at.append(time.time())
                 if kind == "exception":
                     outcome = "exception"
             await response.write_eof()
@@ -362,7 +372,8 @@ class FakeBedrock:
         return response
 
     def _frames(self, script: Script, started: float) -> Iterator[tuple[str, bytes] | float]:
-        """The frames of a streamed answer as (kind, bytes), with the pauses (floats, seconds) between."""
+        """The frames of a streamed answer as (kind, bytes) — kind ``event``, ``delta`` (a text delta
+        event) or ``exception`` — with the pauses (floats, seconds) between."""
         yield "event", encode_event("messageStart", {"role": "assistant"})
         for index, chunk in enumerate(script.chunks):
             pause = script.first_delay if index == 0 else script.delay
@@ -370,7 +381,7 @@ class FakeBedrock:
                 yield pause
             if script.fail_after is not None and index == script.fail_after:
                 break
-            yield "event", encode_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": chunk}})
+            yield "delta", encode_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": chunk}})
         if script.fail_after is not None:  # after `fail_after` deltas, or after all of them
             yield "exception", encode_exception(script.exception, script.exception_message)
             return

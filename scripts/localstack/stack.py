@@ -581,7 +581,16 @@ class LocalStack:
             self._lock.record(port=port, moto_url=self.moto_url, moto_pid=self._moto.pid)
         self._moto.wait_until_ready()
         log.info("AWS services emulated by moto at %s: DynamoDB, S3, SQS, EventBridge, Cognito", self.moto_url)
-        log.info("Bedrock, OpenSearch: not used yet (no embedded provider needed)")
+        ai = self.ai_environment()
+        if ai["AI_PROVIDER"] == "offline":
+            log.info("AI drafting: the embedded offline provider (deterministic, template-guided drafts built "
+                     "from the PRD's own text; not a model). Set AI_PROVIDER=bedrock or AI_PROVIDER=openai "
+                     "with AI_OPENAI_BASE_URL (Ollama, vLLM, llama.cpp) to use a model")
+        else:
+            where = ai.get("AI_OPENAI_BASE_URL") or ai.get("BEDROCK_ENDPOINT_URL")
+            log.info("AI drafting: provider %s, model %s%s", ai["AI_PROVIDER"],
+                     ai.get("AI_MODEL_ID", "(template default)"), f" at {where}" if where else "")
+        log.info("OpenSearch: not used yet (no embedded provider needed)")
 
         # Imported here, not at the top: provisioning pulls in samtranslator (about 0.8 s), which
         # users of the runtime alone (tests with hand-built manifests) do not need.
@@ -663,8 +672,20 @@ class LocalStack:
         pool_id = next(iter(manifest["user_pools"].values()), None)
         if pool_id is not None:
             overrides["AUTH_JWKS_URL"] = f"{self.moto_url}/{pool_id}/.well-known/jwks.json"
+        overrides.update(self.ai_environment())
         overrides.update(self.function_env)
         return overrides
+
+    # What `make dev` passes through to the functions for AI drafting (docs/ai.md).
+    AI_VARIABLES = ("AI_PROVIDER", "AI_MODEL_ID", "AI_OPENAI_BASE_URL", "AI_OPENAI_API_KEY", "BEDROCK_ENDPOINT_URL")
+
+    def ai_environment(self) -> dict[str, str]:
+        """The AI provider the functions use here: the offline one unless the environment (or the
+        tests' function_env) names another; Bedrock has no local emulation."""
+        chosen = {name: os.environ[name] for name in self.AI_VARIABLES if os.environ.get(name)}
+        chosen.update({k: v for k, v in self.function_env.items() if k in self.AI_VARIABLES})
+        chosen.setdefault("AI_PROVIDER", "offline")
+        return chosen
 
     async def _autosave_forever(self) -> None:
         """Take a snapshot now and then, so that a restart has little of the journal to replay.

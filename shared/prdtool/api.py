@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from .ai.routes import router as ai_router
 from .audit.routes import router as audit_router
 from .auth.routes import router as auth_router
 from .health.routes import router as health_router
@@ -14,7 +15,7 @@ from .http import create_app
 from .prds.routes import router as prds_router
 from .versions.routes import router as versions_router
 
-ROUTERS = (auth_router, prds_router, versions_router, health_router, audit_router)
+ROUTERS = (auth_router, prds_router, versions_router, ai_router, health_router, audit_router)
 
 
 def full_app() -> FastAPI:

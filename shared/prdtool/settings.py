@@ -98,6 +98,24 @@ class Settings:
     # Secrets Manager names of push credentials: <prefix><prdId>.
     git_remote_secret_prefix: str = "prdtool/git-remote/"
 
+    # AI drafting (docs/ai.md).  Provider: "bedrock" (AWS), "openai" (any OpenAI-compatible
+    # server: Ollama, vLLM, llama.cpp) or "offline" (deterministic, template-guided; not a model).
+    ai_jobs_table: str = "prdtool-ai-jobs"
+    ai_queue_url: str = ""
+    ai_provider: str = "bedrock"
+    ai_model_id: str = "anthropic.claude-3-haiku-20240307-v1:0"
+    bedrock_endpoint_url: str = ""  # tests and the local stack: a local ConverseStream endpoint
+    ai_openai_base_url: str = ""  # e.g. http://127.0.0.1:11434/v1 (Ollama)
+    ai_openai_api_key: str = ""
+    ai_context_tokens: int = 100_000  # the model's context window, prompt and answer together
+    ai_max_output_tokens: int = 2048
+    ai_max_output_chars: int = 40_000  # the answer is cut (and the job says so) beyond this
+    ai_max_prompt_chars: int = 4000  # the person's instruction; more is 413
+    ai_jobs_per_minute: str = "10/100/500"  # AI jobs a person may start per minute/hour/day
+    ai_concurrent_jobs_per_prd: int = 2  # generating at once on one PRD
+    ai_job_seconds: int = 240  # a generation is stopped after this long (the worker's timeout is longer)
+    ai_offline_chunk_ms: int = 20  # the offline provider's pause between chunks (typing-like)
+
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -43,6 +43,7 @@ class YClient:
         self.errors: list[dict[str, Any]] = []
         self.acks: list[Any] = []
         self.notices: list[dict[str, Any]] = []
+        self.ai: list[dict[str, Any]] = []  # "ai" frames (chunks, done, error) in arrival order
         self.awareness: dict[int, Any] = {}
         self.synced = threading.Event()
         self.step2_received = 0
@@ -205,6 +206,9 @@ class YClient:
             return
         if frame.action == "notice":
             self.notices.append(dict(frame.fields))
+            return
+        if frame.action == "ai":
+            self.ai.append(dict(frame.fields))
             return
         if frame.action != "y":
             return

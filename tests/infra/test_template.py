@@ -20,6 +20,7 @@ TEMPLATE: dict[str, Any] = yaml_parse((ROOT / "template.yaml").read_text())
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 
 # Import every module that registers a model, so the registry is complete.
+import prdtool.ai.jobs  # noqa: E402
 import prdtool.audit.models  # noqa: E402
 import prdtool.auth.apikeys  # noqa: E402
 import prdtool.auth.ratelimit  # noqa: E402
@@ -158,6 +159,8 @@ _LAZY_AT_INIT = {
     "prds": (*_HTTP_LAZY, "prdtool.collab.store", "prdtool.collab.live"),
     "health": (*_HTTP_LAZY, "pynamodb"),
     "audit": _HTTP_LAZY,
+    "ai_api": (*_HTTP_LAZY, "prdtool.collab.store", "prdtool.ai.worker", "prdtool.ai.providers", "openai"),
+    "ai_worker": ("fastapi", "starlette", "mangum", "openai", "jose", "cryptography"),
 }
 
 

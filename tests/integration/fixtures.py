@@ -11,6 +11,7 @@ import boto3
 import pytest
 import requests
 
+from scripts.localstack.bedrock import FakeBedrock, serve_bedrock
 from scripts.localstack.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,12 +24,23 @@ TEST_FUNCTION_ENV = {
     "RATE_LIMITS": "100000/1000000/10000000",
     "RATE_LIMIT_PLANS": '{"tiny": "3/1000/10000"}',
     "GIT_REMOTE_ALLOW_PRIVATE": "true",  # push remotes served by the tests on loopback
+    "AI_JOBS_PER_MINUTE": "1000/10000/100000",  # (tests/security checks the real default)
 }
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(ROOT, port=0, state_dir=None, seed=True, function_env=TEST_FUNCTION_ENV) as running:
+def fake_bedrock() -> Iterator[FakeBedrock]:
+    """The stack's AI provider: Bedrock through boto3, against a local endpoint speaking Bedrock's
+    event-stream wire format (echoes unless a test pushes scripts; push ECHO last to restore)."""
+    with serve_bedrock() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def stack(fake_bedrock: FakeBedrock) -> Iterator[LocalStack]:
+    env = {**TEST_FUNCTION_ENV, "AI_PROVIDER": "bedrock", "BEDROCK_ENDPOINT_URL": fake_bedrock.url,
+           "AI_MODEL_ID": "anthropic.claude-3-haiku-20240307-v1:0"}
+    with LocalStack(ROOT, port=0, state_dir=None, seed=True, function_env=env) as running:
         yield running
 
 

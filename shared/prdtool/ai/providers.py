@@ -94,8 +94,26 @@ class ProviderError(Exception):
         return f"ProviderError(code={self.code!r}, retryable={self.retryable}, partial={self.partial})"
 
 
+@dataclass(frozen=True)
+class Brief:
+    """What the job asks for, in structured form (the prompt is this, rendered for a model).
+
+    Model providers ignore it: they read ``system`` and ``prompt``.  The offline provider, which is
+    not a model, drafts from it (``prdtool.ai.offline``).
+    """
+
+    mode: str  # draft | rewrite | expand | summarize | fill-gaps
+    section: str | None  # the target section's title (None for fill-gaps)
+    instruction: str  # the person's prompt
+    document: str  # the PRD's whole Markdown
+    current: str = ""  # the target section's current body ("" when the section is missing)
+    guidance: str = ""  # the template's guidance for the target section
+    gaps: tuple[str, ...] = ()  # fill-gaps: the titles of the sections to draft, in order
+
+
 class Provider(Protocol):
-    name: str
+    name: str  # "bedrock", "openai-compatible", "offline-template"
+    model: str  # the model id (or, offline, what drafts instead of one)
 
     def stream(
         self,
@@ -105,6 +123,7 @@ class Provider(Protocol):
         max_tokens: int,
         temperature: float = 0.3,
         cancel: Callable[[], bool] | None = None,
+        brief: Brief | None = None,
     ) -> Iterator[Delta | Done]: ...
 
 
@@ -173,12 +192,49 @@ def _translate(exc: Exception, *, partial: bool) -> ProviderError:
     raise exc
 
 
-# ----------------------------------------------------------------------------- Bedrock
-class _Progress:
-    __slots__ = ("deltas",)
+# ----------------------------------------------------------------------------- retries
+class Attempt:
+    """What one request got to: deltas yielded, and the wait the server asked for (Retry-After)."""
+
+    __slots__ = ("deltas", "retry_after")
 
     def __init__(self) -> None:
         self.deltas = 0
+        self.retry_after: float | None = None
+
+
+def with_retries(
+    name: str,
+    attempt: Callable[[Attempt], Iterator[Delta | Done]],
+    *,
+    max_attempts: int,
+    sleep: Callable[[float], None],
+    backoff: float,
+    backoff_cap: float,
+) -> Iterator[Delta | Done]:
+    """Run ``attempt`` until it completes; retry a retryable :class:`ProviderError` raised before its
+    first delta, up to ``max_attempts`` in all, after exponential backoff with full jitter (at least
+    the server's Retry-After, capped at ``backoff_cap``)."""
+    number = 0
+    while True:
+        number += 1
+        state = Attempt()
+        try:
+            yield from attempt(state)
+            return
+        except ProviderError as err:
+            extra = {"code": err.code, "provider_code": err.provider_code, "attempt": number}
+            if state.deltas or not err.retryable or number >= max_attempts:
+                log.warning("%s stream failed", name, extra=extra)
+                raise
+            pause = random.uniform(0, min(backoff_cap, backoff * 2 ** (number - 1)))
+            if state.retry_after is not None:
+                pause = max(pause, min(state.retry_after, backoff_cap))
+            log.info("%s stream retry", name, extra={**extra, "pause": pause})
+            sleep(pause)
+
+
+# ----------------------------------------------------------------------------- Bedrock
 
 
 class BedrockProvider:
@@ -206,7 +262,7 @@ class BedrockProvider:
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self.model_id = model_id
+        self.model_id = self.model = model_id
         self.region = region
         self.max_attempts = max_attempts
         self._sleep = sleep
@@ -222,6 +278,7 @@ class BedrockProvider:
         max_tokens: int,
         temperature: float = 0.3,
         cancel: Callable[[], bool] | None = None,
+        brief: Brief | None = None,
     ) -> Iterator[Delta | Done]:
         request: dict[str, Any] = {
             "modelId": self.model_id,
@@ -230,29 +287,12 @@ class BedrockProvider:
         }
         if system:  # SystemContentBlock.text must not be empty
             request["system"] = [{"text": system}]
-        attempt = 0
-        while True:
-            attempt += 1
-            progress = _Progress()
-            try:
-                yield from self._attempt(request, progress, cancel)
-                return
-            except ProviderError as err:
-                if progress.deltas or not err.retryable or attempt >= self.max_attempts:
-                    log.warning(
-                        "bedrock stream failed",
-                        extra={"code": err.code, "provider_code": err.provider_code, "attempt": attempt},
-                    )
-                    raise
-                pause = random.uniform(0, min(self._backoff_cap, self._backoff * 2 ** (attempt - 1)))
-                log.info(
-                    "bedrock stream retry",
-                    extra={"code": err.code, "provider_code": err.provider_code, "attempt": attempt, "pause": pause},
-                )
-                self._sleep(pause)
+        yield from with_retries("bedrock", lambda state: self._attempt(request, state, cancel),
+                                max_attempts=self.max_attempts, sleep=self._sleep, backoff=self._backoff,
+                                backoff_cap=self._backoff_cap)
 
     def _attempt(
-        self, request: dict[str, Any], progress: _Progress, cancel: Callable[[], bool] | None
+        self, request: dict[str, Any], progress: Attempt, cancel: Callable[[], bool] | None
     ) -> Iterator[Delta | Done]:
         """One request: its deltas, then Done; failures as ProviderError."""
         if cancel is not None and cancel():

@@ -171,9 +171,10 @@ class RateLimiter:
         self._clock = clock
         self._open_until = 0.0  # while in the future, the store is skipped (fail open)
 
-    def hit(self, subject: str, plan: str = "") -> Decision | None:
-        """Count one request of ``subject``; None when the store failed (fail open)."""
-        limits = limits_for(plan)
+    def hit(self, subject: str, plan: str = "", *, limits: Limits | None = None) -> Decision | None:
+        """Count one request of ``subject`` against its plan's limits (or ``limits``, for budgets of
+        their own such as AI jobs); None when the store failed (fail open)."""
+        limits = limits or limits_for(plan)
         now = self._clock()
         if now < self._open_until:
             return None

@@ -116,3 +116,20 @@ def content_update(doc: Doc, markdown: str) -> bytes | None:
             if replacement:
                 text.insert(at(start), replacement)
     return doc.get_update(before)
+
+
+def splice_update(doc: Doc, start: int, end: int, replacement: str) -> bytes | None:
+    """Replace ``[start, end)`` (``str`` offsets into ``Y.Text("content")``) by ``replacement`` in
+    ``doc``, as one edit; the incremental update, or None if nothing changes."""
+    text = doc.get(CONTENT, type=Text)
+    current = str(text)
+    if current[start:end] == replacement:
+        return None
+    a, b = len(current[:start].encode("utf-8")), len(current[:end].encode("utf-8"))  # (UTF-8 offsets)
+    before = doc.get_state()
+    with doc.transaction(origin="server"):
+        if b > a:
+            del text[a:b]
+        if replacement:
+            text.insert(a, replacement)
+    return doc.get_update(before)
