@@ -12,6 +12,7 @@
     python -m scripts.bench audit              # audit record() per request and writer throughput (local stack)
     python -m scripts.bench web-latency        # keystroke -> peer browser latency, time to interactive editor
     python -m scripts.bench versions           # version cut time at 10/100/1000 versions, git clone, list, diff
+    python -m scripts.bench ai                 # AI drafting: overhead per chunk, time to first chunk, posts
 
 Several names may be given at once; the co-editing benchmarks then share one local stack.
 """
@@ -28,7 +29,7 @@ from typing import Any
 
 from . import imports
 
-NAMES = ("imports", "hostile", "security", "versions", "audit", "web-latency", "collab-latency", "collab-calls",
+NAMES = ("imports", "hostile", "security", "versions", "ai", "audit", "web-latency", "collab-latency", "collab-calls",
          "cost", "collab-open")
 
 
@@ -77,7 +78,12 @@ def main(argv: list[str] | None = None) -> None:
         started = time.monotonic()
         _section("Versions: cutting one against history length, git clone, list and diff", versions.main(),
                  started, "python -m scripts.bench versions")
-    collab = [n for n in chosen if n not in ("imports", "hostile", "security", "versions")]
+    if "ai" in chosen:
+        from . import ai
+
+        started = time.monotonic()
+        _section("AI drafting: model → requester's screen, per chunk", ai.main(), started, "python -m scripts.bench ai")
+    collab = [n for n in chosen if n not in ("imports", "hostile", "security", "versions", "ai")]
     if collab:
         _run_collab(collab, args.history)
     print(f"<!-- total {time.monotonic() - began:.0f} s -->")

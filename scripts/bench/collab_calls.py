@@ -51,12 +51,12 @@ DDB_READS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
 
 # ----------------------------------------------------------------------------- the stack
 @contextlib.contextmanager
-def bench_stack(*, seed: bool = True) -> Iterator[Any]:
+def bench_stack(*, seed: bool = True, function_env: dict[str, str] | None = None) -> Iterator[Any]:
     """A fresh local stack on free loopback ports (no saved state), quiet unless it fails."""
     from scripts.localstack.stack import LocalStack
 
     logging.getLogger("localstack").setLevel(logging.WARNING)
-    with LocalStack(ROOT, port=0, state_dir=None, seed=seed) as stack:
+    with LocalStack(ROOT, port=0, state_dir=None, seed=seed, function_env=function_env) as stack:
         yield stack
 
 

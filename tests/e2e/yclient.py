@@ -43,7 +43,7 @@ class YClient:
         self.errors: list[dict[str, Any]] = []
         self.acks: list[Any] = []
         self.notices: list[dict[str, Any]] = []
-        self.ai: list[dict[str, Any]] = []  # "ai" frames (chunks, done, error) in arrival order
+        self.ai: list[dict[str, Any]] = []  # "ai" frames (chunks, done, error) in arrival order, with "_received_at"
         self.awareness: dict[int, Any] = {}
         self.synced = threading.Event()
         self.step2_received = 0
@@ -208,7 +208,7 @@ class YClient:
             self.notices.append(dict(frame.fields))
             return
         if frame.action == "ai":
-            self.ai.append(dict(frame.fields))
+            self.ai.append({**frame.fields, "_received_at": time.time()})
             return
         if frame.action != "y":
             return

@@ -259,6 +259,18 @@ def _update(job_id: str, actions: list[Any], condition: Any, what: str) -> Job:
         raise
 
 
+def renew_slot(job: Job, *, lease_ms: int) -> None:
+    """Extend the job's hold on its slot (from when it starts generating, not when it was queued)."""
+    if not job.slot:
+        return
+    try:
+        JobItem(job_id=job.slot).update(actions=[JobItem.lease_until.set(now_ms() + lease_ms)],
+                                        condition=JobItem.lease == job.job_id)
+    except UpdateError as exc:
+        if not is_conditional_failure(exc):
+            raise
+
+
 def start(job_id: str, *, worker: str, lease_ms: int, provider: str, model: str) -> Job:
     """queued → running, leased to ``worker`` (StateConflict if anything else holds it)."""
     now = now_ms()

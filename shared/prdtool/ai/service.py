@@ -187,7 +187,11 @@ def approve(principal: Principal, job_id: str, *, text: str | None) -> dict[str,
         raise Unprocessable("the suggestion is empty: there is nothing to apply", code="empty_suggestion")
     stored = store.read(job.prd_id)
     markdown = document.markdown_of(stored.doc)
-    edits = plan_edits(job, markdown, chosen)  # 409 when the target moved on since
+    try:
+        edits = plan_edits(job, markdown, chosen)  # 409 when the target moved on since
+    except Conflict:
+        _check_decidable(jobs.get(job_id))  # another approval landed meanwhile: say that instead
+        raise
     taken = jobs.begin_apply(job_id, by=principal.username, lease_ms=APPLY_LEASE_MS,
                              stale_before=jobs.now_ms() - APPLY_LEASE_MS)
     try:

@@ -79,6 +79,7 @@ def _generate(job: jobs.Job) -> str:
         job = jobs.start(job.job_id, worker=worker, lease_ms=lease_ms, provider=provider.name, model=provider.model)
     except jobs.StateConflict:
         return "skipped"  # cancelled meanwhile, or another delivery started it
+    jobs.renew_slot(job, lease_ms=lease_ms)
     requester = notify.Requester(job.prd_id, job.requester)
     run = _Run(job, worker, lease_ms, requester)
     try:
@@ -180,7 +181,7 @@ class _Run:
         return self._finish(done)
 
     def _chunk(self, text: str, cap: int) -> None:
-        if self.size + len(text) >= cap:
+        if self.size + len(text) > cap:
             text = text[: max(0, cap - self.size)]
             self.truncated = True
             if not text:
