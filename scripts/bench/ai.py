@@ -5,10 +5,10 @@ A fresh local stack runs with the Bedrock provider pointed at the local Bedrock 
 worker), which emits a scripted answer at a fixed rate and records when it wrote each delta.  alice
 is connected to the PRD by WebSocket (a real Yjs client) and asks for a draft; for every chunk:
 
-* **overhead per chunk** = received by the WebSocket client − written by the model endpoint (both
+* **overhead per chunk** = received by the WebSocket client - written by the model endpoint (both
   clocks are this machine's): botocore's parse, the worker's loop, the @connections post through the
   gateway, the client's read;
-* **time to first chunk, excluding the model** = (first chunk received − request sent) − (the
+* **time to first chunk, excluding the model** = (first chunk received - request sent) - (the
   model's own time to its first delta): the API call, the queue, the worker's start, context build;
 * **posts per chunk** = the worker's @connections posts / chunks (from the job's interaction record).
 

@@ -205,8 +205,12 @@ class FakeBedrock:
         region: str = "us-east-1",
         host: str = "127.0.0.1",
         port: int = 0,
+        models: Sequence[str] | None = None,
     ) -> None:
         self.region = region
+        # When set, other model ids are refused as Bedrock does: 400 ValidationException "The provided
+        # model identifier is invalid."
+        self.models = tuple(models) if models is not None else None
         self._host, self._port = host, port
         self._lock = threading.Lock()
         self._scripts: list[Script] = []
@@ -333,6 +337,10 @@ class FakeBedrock:
 
     async def _converse_stream(self, request: web.Request) -> web.StreamResponse:
         received, refusal = await self._admit(request, "ConverseStream")
+        if refusal is None and self.models is not None and received.model_id not in self.models:
+            received.outcome = "rejected"
+            received.finished.set()
+            refusal = self._error(400, "ValidationException", "The provided model identifier is invalid.")
         if refusal is not None:
             return refusal
         script = self._next_script(received.body)
@@ -430,10 +438,10 @@ def _elapsed_ms(started: float) -> int:
 
 @contextlib.contextmanager
 def serve_bedrock(
-    script: Script | Sequence[Script] | None = None, *, region: str = "us-east-1"
+    script: Script | Sequence[Script] | None = None, *, region: str = "us-east-1", models: Sequence[str] | None = None
 ) -> Iterator[FakeBedrock]:
     """Run a :class:`FakeBedrock` for the block; its base URL is ``.url``."""
-    fake = FakeBedrock(script, region=region)
+    fake = FakeBedrock(script, region=region, models=models)
     fake.start()
     try:
         yield fake

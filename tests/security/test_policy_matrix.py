@@ -51,6 +51,8 @@ PRD_ROUTES = [
     PrdRoute("PUT", "/api/prds/{id}/remote", Action.MANAGE_MEMBERS, lambda: REMOTE),
     PrdRoute("DELETE", "/api/prds/{id}/remote", Action.MANAGE_MEMBERS, needs_remote=True),
     PrdRoute("POST", "/api/prds/{id}/remote/push", Action.EDIT, needs_remote=True),
+    PrdRoute("POST", "/api/prds/{id}/ai/jobs", Action.RUN_AI, lambda: {"prompt": "Draft it", "section": "Risks"}),
+    PrdRoute("GET", "/api/prds/{id}/ai/jobs", Action.READ),
 ]
 # Routes about no particular PRD: who may call them.
 OTHER_ROUTES = {
@@ -69,6 +71,12 @@ OTHER_ROUTES = {
     ("POST", "/api/auth/users/{username}/revoke"): "admin",
     ("GET", "/api/audit"): "admin, or a PRD's owner for that PRD",
     ("GET", "/api/audit/verify"): "admin",
+    # A job's PRD decides (tests/e2e/test_ai.py, tests/unit/test_ai_service.py): readers of the PRD
+    # may read a job; its requester or the PRD's owner may decide about it; anyone else gets 404.
+    ("GET", "/api/ai/jobs/{job_id}"): "readers of the job's PRD",
+    ("POST", "/api/ai/jobs/{job_id}/approve"): "the job's requester or the PRD's owner, with edit rights",
+    ("POST", "/api/ai/jobs/{job_id}/reject"): "the job's requester or the PRD's owner",
+    ("POST", "/api/ai/jobs/{job_id}/cancel"): "the job's requester or the PRD's owner",
 }
 CALLERS = ["owner", "editor", "commenter", "viewer", "admin", "outsider"]
 

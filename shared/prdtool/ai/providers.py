@@ -174,7 +174,12 @@ def _translate(exc: Exception, *, partial: bool) -> ProviderError:
     if isinstance(exc, bx.ClientError):  # includes EventStreamError (an exception frame mid-stream)
         raw = str(exc.response.get("Error", {}).get("Code", "")) or "Unknown"
         key = raw.split(":", 1)[0].rsplit("#", 1)[-1].lower().removesuffix("exception")
-        return provider_error(_CODES.get(key, "provider_error"), partial=partial, provider_code=raw)
+        code = _CODES.get(key, "provider_error")
+        # Bedrock names an unknown (or not on-demand) model id with a ValidationException: "The provided
+        # model identifier is invalid." — a configuration problem, not the request's (only classified).
+        if code == "invalid_request" and "model identifier" in str(exc.response.get("Error", {}).get("Message", "")):
+            code = "model_not_found"
+        return provider_error(code, partial=partial, provider_code=raw)
     # Mid-stream, botocore's EventStream reads the raw urllib3 response: its errors arrive unwrapped.
     if isinstance(exc, bx.ReadTimeoutError | bx.ConnectTimeoutError | ux.ReadTimeoutError):
         return provider_error("timeout", partial=partial, provider_code=type(exc).__name__)
