@@ -38,6 +38,7 @@ installed for both.
 from __future__ import annotations
 
 import argparse
+import calendar
 import copy
 import json
 import os
@@ -45,6 +46,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
@@ -55,6 +57,39 @@ from scripts.localstack.journal import Image, ItemImage, JournalWriter, ObjectIm
 
 _lock = threading.Lock()
 CONTROL_PATH = "/_localstack/journal"
+# The emulation's clock for what moto does not check itself: a presigned URL's expiry.  Tests move it
+# forward (``POST /_localstack/clock {"offset": seconds}``) to see a 24-hour link refused after 24 h;
+# the lifecycle sweeper (``lifecycle.py``) reads it (``GET``) to expire objects on the same clock.
+CLOCK_PATH = "/_localstack/clock"
+_clock_offset = 0.0
+
+
+def emulated_now() -> float:
+    return time.time() + _clock_offset
+
+
+def _presign_expired(environ: dict[str, Any]) -> str | None:
+    """S3's answer to a presigned request past its ``X-Amz-Date`` + ``X-Amz-Expires`` (moto serves
+    them forever), or None."""
+    query = environ.get("QUERY_STRING") or ""
+    if "X-Amz-Expires=" not in query or "X-Amz-Signature=" not in query:
+        return None
+    from urllib.parse import parse_qs
+
+    params = parse_qs(query)
+    try:
+        signed = calendar.timegm(time.strptime(params["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ"))
+        expires = int(params["X-Amz-Expires"][0])
+    except (KeyError, ValueError, IndexError):
+        return None
+    now = emulated_now()
+    if now <= signed + expires:
+        return None
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+            f"<Message>Request has expired</Message><X-Amz-Expires>{expires}</X-Amz-Expires>"
+            f"<Expires>{time.strftime(stamp, time.gmtime(signed + expires))}</Expires>"
+            f"<ServerTime>{time.strftime(stamp, time.gmtime(now))}</ServerTime></Error>")
 _USER_METADATA = "x-amz-meta-"
 
 
@@ -322,12 +357,29 @@ class JournaledApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO", "").startswith(CONTROL_PATH):
             return self._control(environ, start_response)
+        if environ.get("PATH_INFO", "").startswith(CLOCK_PATH):
+            return self._clock(environ, start_response)
+        expired = _presign_expired(environ) if environ.get("REQUEST_METHOD") in ("GET", "HEAD") else None
+        if expired is not None:
+            body = expired.encode()
+            start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+            return [body]
         try:
             return self._app(environ, start_response)
         finally:
             # Before the response leaves (werkzeug sends it once this returns).  A failure to
             # write raises: the request then fails with 500 instead of being acknowledged.
             _journal_touched_objects(self._journal)
+
+    @staticmethod
+    def _clock(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        global _clock_offset
+        if environ["REQUEST_METHOD"] == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            _clock_offset = float(json.loads(environ["wsgi.input"].read(length) or b"{}").get("offset", 0))
+        body = json.dumps({"offset": _clock_offset, "now": emulated_now()}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
 
     def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         journal = self._journal

@@ -505,6 +505,7 @@ class LocalStack:
         self._loop: LoopThread | None = None
         self._runtime: Runtime | None = None
         self._autosave: concurrent.futures.Future[Any] | None = None
+        self._lifecycle: concurrent.futures.Future[Any] | None = None
         self._door_dir: Path | None = None  # the doors' private directory (LOCAL_DOORS)
         self._save_lock = threading.Lock()
         self._last_save = time.monotonic()
@@ -618,6 +619,7 @@ class LocalStack:
         self._runtime = self._loop.run(self._start_runtime(manifest, overrides, static_dir, sock, doors))
         if self.state_dir is not None:
             self._autosave = self._loop.spawn(self._autosave_forever())
+        self._lifecycle = self._loop.spawn(self._lifecycle_forever())
         if self._seed:
             seed(self)
 
@@ -687,6 +689,27 @@ class LocalStack:
         chosen.setdefault("AI_PROVIDER", "offline")
         return chosen
 
+    def sweep_lifecycle(self) -> int:
+        """Apply the buckets' S3 expiration rules now, on the emulation's clock (``lifecycle.py``)."""
+        import boto3
+
+        from scripts.localstack import lifecycle
+
+        assert self.manifest is not None
+        s3 = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                   region_name=self.manifest["region"]).client("s3", endpoint_url=self.moto_url)
+        return lifecycle.sweep(s3, lifecycle.emulated_now(self.moto_url))
+
+    async def _lifecycle_forever(self) -> None:
+        from scripts.localstack.lifecycle import LIFECYCLE_SECONDS
+
+        while True:
+            await asyncio.sleep(LIFECYCLE_SECONDS)
+            try:
+                await asyncio.to_thread(self.sweep_lifecycle)
+            except Exception as exc:  # the next sweep retries
+                log.warning("applying the S3 lifecycle rules failed: %s", exc)
+
     async def _autosave_forever(self) -> None:
         """Take a snapshot now and then, so that a restart has little of the journal to replay.
 
@@ -732,6 +755,9 @@ class LocalStack:
         if self._autosave is not None:
             self._autosave.cancel()
             self._autosave = None
+        if self._lifecycle is not None:
+            self._lifecycle.cancel()
+            self._lifecycle = None
         if self._runtime is not None and self._loop is not None:
             try:
                 self._loop.run(self._runtime.stop(), timeout=60)

@@ -55,8 +55,16 @@ def quick_client(service: str) -> Any:
                        connect_timeout=1, read_timeout=2)
 
 
+@cache
+def presigner() -> Any:
+    """An S3 client for presigned URLs, always SigV4 (botocore presigns us-east-1 with SigV2 by
+    default, which S3 is retiring and which carries no signing time)."""
+    return _new_client("s3", None, signature_version="s3v4")
+
+
 def reset_clients() -> None:
     """Drop cached clients (tests that point the package at another endpoint)."""
     client.cache_clear()
     quick_client.cache_clear()
+    presigner.cache_clear()
     _session.cache_clear()

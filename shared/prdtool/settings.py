@@ -116,6 +116,15 @@ class Settings:
     ai_job_seconds: int = 240  # a generation is stopped after this long (the worker's timeout is longer)
     ai_offline_chunk_ms: int = 20  # the offline provider's pause between chunks (typing-like)
 
+    # Imports and exports (docs/import-export.md).
+    transfers_table: str = "prdtool-transfers"
+    import_queue_url: str = ""
+    export_queue_url: str = ""
+    # An uploaded file: Lambda takes at most 6 MB per invocation and API Gateway base64-encodes binary
+    # bodies, so a direct upload stays under 4 MiB (larger files: a presigned upload, to come).
+    import_max_bytes: int = 4 * 1024 * 1024
+    export_link_seconds: int = 86_400  # a download link's life (the file's too: a lifecycle rule)
+
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

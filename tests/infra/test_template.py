@@ -28,6 +28,7 @@ import prdtool.auth.revocation  # noqa: E402
 import prdtool.collab.connections  # noqa: E402
 import prdtool.collab.store  # noqa: E402
 import prdtool.prds.models  # noqa: E402
+import prdtool.transfers  # noqa: E402
 import prdtool.versions.records  # noqa: E402,F401
 
 
@@ -161,6 +162,9 @@ _LAZY_AT_INIT = {
     "audit": _HTTP_LAZY,
     "ai_api": (*_HTTP_LAZY, "prdtool.collab.store", "prdtool.ai.worker", "prdtool.ai.providers", "openai"),
     "ai_worker": ("fastapi", "starlette", "mangum", "openai", "jose", "cryptography"),
+    "transfers_api": (*_HTTP_LAZY, "mammoth", "pdfplumber", "pypdf", "docx", "typst", "nh3", "markdownify"),
+    "import_worker": ("fastapi", "starlette", "mangum", "mammoth", "pdfplumber", "typst", "docx"),
+    "export_worker": ("fastapi", "starlette", "mangum", "mammoth", "pdfplumber", "typst", "docx"),
 }
 
 

@@ -174,7 +174,8 @@ def test_every_function_has_its_code_handler_layers_and_resolved_environment(
         spec = manifest["functions"][logical_id]
         assert spec["code_dir"] == str(REPO_ROOT / properties["CodeUri"])
         assert spec["handler"] == properties["Handler"]
-        assert spec["layer_dirs"] == expected_layers
+        own_layers = [str(REPO_ROOT / layers[ref["Ref"]]["ContentUri"]) for ref in properties.get("Layers", [])]
+        assert spec["layer_dirs"] == expected_layers + own_layers  # SAM appends a function's own layers
         assert spec["timeout"] == properties.get("Timeout", function_globals["Timeout"])
         assert spec["memory"] == properties.get("MemorySize", function_globals["MemorySize"])
         assert spec["name"] == f"prdtool-local-{logical_id}"
@@ -184,7 +185,7 @@ def test_every_function_has_its_code_handler_layers_and_resolved_environment(
         assert set(environment) == set(function_globals["Environment"]["Variables"]) | set(own_variables)
         assert all(isinstance(value, str) for value in environment.values())
         assert environment["STAGE"] == "local"
-        assert environment["MAX_BODY_BYTES"] == "2097152"
+        assert environment["MAX_BODY_BYTES"] == own_variables.get("MAX_BODY_BYTES", "2097152")
         assert environment["PRDS_TABLE"] == manifest["tables"]["PrdsTable"] == "prdtool-local-PrdsTable"
         assert environment["DOCS_TABLE"] == manifest["tables"]["DocsTable"]
         assert environment["DOCUMENTS_BUCKET"] == manifest["buckets"]["DocumentsBucket"]

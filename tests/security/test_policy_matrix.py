@@ -53,6 +53,7 @@ PRD_ROUTES = [
     PrdRoute("POST", "/api/prds/{id}/remote/push", Action.EDIT, needs_remote=True),
     PrdRoute("POST", "/api/prds/{id}/ai/jobs", Action.RUN_AI, lambda: {"prompt": "Draft it", "section": "Risks"}),
     PrdRoute("GET", "/api/prds/{id}/ai/jobs", Action.READ),
+    PrdRoute("POST", "/api/prds/{id}/exports", Action.EXPORT, lambda: {"format": "markdown"}),
 ]
 # Routes about no particular PRD: who may call them.
 OTHER_ROUTES = {
@@ -77,6 +78,9 @@ OTHER_ROUTES = {
     ("POST", "/api/ai/jobs/{job_id}/approve"): "the job's requester or the PRD's owner, with edit rights",
     ("POST", "/api/ai/jobs/{job_id}/reject"): "the job's requester or the PRD's owner",
     ("POST", "/api/ai/jobs/{job_id}/cancel"): "the job's requester or the PRD's owner",
+    ("POST", "/api/imports"): "signed-in (not an API key limited to some PRDs)",
+    ("GET", "/api/imports/{import_id}"): "the importer (tests/e2e/test_transfers.py)",
+    ("GET", "/api/exports/{export_id}"): "the requester, while they may export the PRD",
 }
 CALLERS = ["owner", "editor", "commenter", "viewer", "admin", "outsider"]
 

@@ -36,6 +36,8 @@ CANCEL_CHECK_SECONDS = 0.5
 class Retry(Exception):
     """The message must come back later (another worker holds the job under a live lease)."""
 
+    expected = True  # logged as such, not as an error (prdtool.sqsbatch)
+
 
 def handle(job_id: str) -> str:
     """Work on one job; returns what happened (for logs and tests)."""
@@ -310,21 +312,7 @@ def _publish(job: jobs.Job) -> None:
 
 
 def on_sqs(event: dict[str, Any]) -> dict[str, Any]:
-    """The SQS batch: each record one job; a record to retry later is reported as a failure."""
-    failures = []
-    for record in event.get("Records") or []:
-        message_id = record.get("messageId", "")
-        try:
-            job_id = str(json.loads(record.get("body") or "{}").get("job_id") or "")
-        except (ValueError, AttributeError):
-            logger.error("a malformed AI queue message was dropped", extra={"message_id": message_id})
-            continue
-        try:
-            outcome = handle(job_id)
-            logger.info("AI job handled", extra={"job_id": job_id, "outcome": outcome})
-        except Retry:
-            failures.append({"itemIdentifier": message_id})
-        except Exception:
-            logger.exception("an AI job could not be handled", extra={"job_id": job_id})
-            failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures}
+    """The SQS batch: each record one AI job (``prdtool.sqsbatch``)."""
+    from ..sqsbatch import handle_batch
+
+    return handle_batch(event, field="job_id", handle=handle, what="AI job")

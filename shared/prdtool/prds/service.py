@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.expressions.update import Action as UpdateAction
 from pynamodb.transactions import TransactWrite
 
@@ -24,7 +24,7 @@ from ..errors import Conflict, Forbidden, NotFound, Unprocessable
 from ..ids import ulid
 from ..observability import logger
 from ..settings import get_settings
-from ..storage import connection
+from ..storage import connection, is_conditional_failure
 from . import templates
 from .access import authorize as _authorize
 from .access import member_role
@@ -73,22 +73,31 @@ def _transact(conn: Connection) -> TransactWrite:
 
 
 def create_prd(principal: Principal, *, title: str, template: str = "blank",
-               markdown: str | None = None) -> dict[str, Any]:
-    """Create a PRD owned by the caller, with its Yjs document (v1.0.0 comes with versioning)."""
+               markdown: str | None = None, prd_id: str | None = None, source: str | None = None) -> dict[str, Any]:
+    """Create a PRD owned by the caller, with its Yjs document (v1.0.0 comes with versioning).
+
+    ``prd_id`` (an import chooses it before creating, so that a retry finds the PRD instead of making a
+    second one: the document of an earlier attempt is kept) and ``source`` (the imported file's name,
+    which v1.0.0's message names) are for imports."""
     if principal.prd_scope:
         raise Forbidden("this API key is limited to some PRDs and may not create new ones",
                         code="api_key_scope")
     if template not in templates.TEMPLATES:
         raise Unprocessable(f"unknown template {template!r}; choose one of {sorted(templates.TEMPLATES)}")
     now = _now_ms()
-    prd_id = ulid()
+    chosen = prd_id is not None
+    prd_id = prd_id or ulid()
     content = markdown if markdown is not None else templates.render(template, title)
     meta = {"title": title, "status": "draft", "owner": principal.username, "created_at": now}
     from ..collab import document, store  # lazy: see the imports
 
     # The document first: if the transaction below fails, an orphan document is harmless (GC
     # removes it); the reverse order could leave a PRD without content.
-    store.create(prd_id, document.new_document(content, meta), origin=principal.username)
+    try:
+        store.create(prd_id, document.new_document(content, meta), origin=principal.username)
+    except PutError as exc:
+        if not (chosen and is_conditional_failure(exc)):
+            raise
     prd = PrdModel(id=prd_id, title=title, status="draft", owner=principal.username, template=template,
                    created_at=now, created_by=principal.username, updated_at=now,
                    updated_by=principal.username, owner_count=1)
@@ -97,7 +106,8 @@ def create_prd(principal: Principal, *, title: str, template: str = "blank",
     with _transact(connection()) as tx:
         tx.save(prd, condition=PrdModel.id.does_not_exist())
         tx.save(owner)
-    events.publish(events.PRD_CREATED, {"prd_id": prd_id, "title": title, "template": template},
+    events.publish(events.PRD_CREATED, {"prd_id": prd_id, "title": title, "template": template,
+                                        **({"source": source} if source else {})},
                    actor=principal.username)
     return {**PrdSummary.of(prd, Role.OWNER).to_json(), "markdown": content}
 

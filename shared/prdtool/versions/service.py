@@ -266,6 +266,8 @@ def on_event(detail_type: str, detail: dict[str, Any]) -> records.Version | None
         maintenance.after_version(prd_id)
         return None
     if detail_type == "prd.created":
-        return cut(prd_id, actor=str(detail.get("actor") or "") or None)
+        source = str(detail.get("source") or "")
+        return cut(prd_id, actor=str(detail.get("actor") or "") or None,
+                   message=f"Imported from {source}" if source else None)
     editors = [str(e) for e in detail.get("editors") or [] if e]
     return consider(prd_id, editors=editors)

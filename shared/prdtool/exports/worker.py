@@ -1,0 +1,112 @@
+"""The export worker (``ExportWorkerFunction``, an SQS consumer): a PRD becomes a file.
+
+Reads the Markdown of the version asked for (or of the document now, which is then named by the
+latest version), renders it (:mod:`.render`: HTML, Word with python-docx, PDF with Typst, Markdown),
+stores it under ``exports/<id>/`` (a lifecycle rule deletes it after a day) and tells the requester's
+connections to that PRD: ``{"action": "notice", "type": "export.ready", "exportId", "url", "expiresAt"}``
+with a presigned link valid for ``EXPORT_LINK_SECONDS`` (24 h).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import transfers
+from ..errors import Conflict, DomainError
+from ..observability import MetricUnit, logger, metrics
+from ..settings import get_settings
+
+STALE_MS = 15 * 60 * 1000
+
+
+def handle(export_id: str) -> str:
+    try:
+        found = transfers.get(export_id, transfers.EXPORT)
+    except DomainError:
+        return "missing"
+    if found.status in (transfers.DONE, transfers.FAILED):
+        return "skipped"
+    try:
+        running = transfers.start(export_id, stale_before=transfers.now_ms() - STALE_MS)
+    except Conflict:
+        return "skipped"
+    try:
+        done = _render(running)
+    except DomainError as err:
+        failed = transfers.fail(export_id, err.code, err.message)
+        _tell(failed)
+        return "failed"
+    except Exception:
+        logger.exception("an export failed", extra={"export_id": export_id})
+        failed = transfers.fail(export_id, "internal_error",
+                                "the export failed on our side; it has been logged. Please try again")
+        _tell(failed)
+        metrics.add_metric(name="ExportsFailed", unit=MetricUnit.Count, value=1)
+        return "failed"
+    _tell(done)
+    metrics.add_metric(name="ExportsDone", unit=MetricUnit.Count, value=1)
+    return "done"
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-")[:80] or "prd"
+
+
+def _render(transfer: transfers.Transfer) -> transfers.Transfer:
+    from ..aws import client
+    from ..collab import document, store
+    from ..prds.models import MemberModel, PrdModel
+    from ..versions import records, service
+    from .render import ExportMeta, render
+
+    assert transfer.prd_id is not None and transfer.format is not None
+    settings = get_settings()
+    prd = PrdModel.get(transfer.prd_id, consistent_read=True)
+    if transfer.version:
+        record = records.get(transfer.prd_id, transfer.version)
+        markdown = service.read_markdown(record.markdown_key)
+        version, when, authors = record.version, record.created_at, list(record.authors)
+    else:
+        markdown = document.markdown_of(store.read(transfer.prd_id).doc)
+        head = records.head(transfer.prd_id)
+        version = head.version or "0.0.0"
+        when = transfers.now_ms()
+        authors = sorted({m.username for m in MemberModel.query(transfer.prd_id) if m.role in ("owner", "editor")})
+    meta = ExportMeta(title=str(prd.title), version=version,
+                      date=datetime.fromtimestamp(when / 1000, UTC).date().isoformat(), authors=authors,
+                      prd_id=transfer.prd_id)
+    rendered = render(markdown, transfer.format, meta=meta)
+    filename = f"{_slug(str(prd.title))}-v{version}.{rendered.extension}"
+    key = f"exports/{transfer.id}/{filename}"
+    client("s3").put_object(Bucket=settings.documents_bucket, Key=key, Body=rendered.data,
+                            ContentType=rendered.content_type)
+    expires = int(transfers.now_ms() / 1000) + settings.export_link_seconds
+    return transfers.finish(transfer.id, object_key=key, filename=filename, version=version,
+                            file_expires_at=expires, warnings=json.dumps(list(rendered.warnings)))
+
+
+def _tell(transfer: transfers.Transfer) -> None:
+    try:
+        from ..collab import connections, relay
+        from .service import describe
+
+        body = describe(transfer)
+        notice: dict[str, Any] = {"action": "notice", "type": "export.ready" if transfer.status == transfers.DONE
+                                  else "export.failed", "exportId": transfer.id, "format": transfer.format,
+                                  "url": body.get("url"), "expiresAt": body.get("expiresAt"),
+                                  "error": body.get("error")}
+        for conn in connections.of_prd(transfer.prd_id or ""):
+            if conn.username == transfer.owner:
+                relay.send_json(conn.connection_id, notice)
+    except Exception:
+        logger.exception("could not tell the requester about an export", extra={"export_id": transfer.id})
+
+
+def on_sqs(event: dict[str, Any]) -> dict[str, Any]:
+    """The SQS batch: each record one export (``prdtool.sqsbatch``)."""
+    from ..sqsbatch import handle_batch
+
+    return handle_batch(event, field="id", handle=handle, what="export")

@@ -1,0 +1,118 @@
+"""The import worker (``ImportWorkerFunction``, an SQS consumer): an upload becomes a PRD.
+
+Reads the upload (bounded), decides its type by content, extracts Markdown with the library made for
+it (:mod:`.extract`: mammoth, pdfplumber/pypdf, nh3 + markdownify, markdown-it-py), maps its headings
+to the standard PRD sections (:mod:`.mapping`), and creates the PRD — owned by the importer, v1.0.0
+naming the source file — under an id chosen and recorded first, so a redelivery finds the PRD rather
+than making a second one.  A file that cannot be imported fails the import with the reason, and no
+PRD is made.  The importer hears how it went on every WebSocket connection they have open
+(``notice`` ``import.done`` / ``import.failed``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import transfers
+from ..errors import Conflict, DomainError
+from ..observability import MetricUnit, logger, metrics
+from ..settings import get_settings
+
+STALE_MS = 15 * 60 * 1000  # a run that has not moved for this long lost its worker (Lambda's limit)
+
+
+def handle(import_id: str) -> str:
+    try:
+        found = transfers.get(import_id, transfers.IMPORT)
+    except DomainError:
+        logger.warning("an import on the queue does not exist", extra={"import_id": import_id})
+        return "missing"
+    if found.status in (transfers.DONE, transfers.FAILED):
+        return "skipped"
+    try:
+        running = transfers.start(import_id, stale_before=transfers.now_ms() - STALE_MS)
+    except Conflict:
+        return "skipped"  # another delivery is on it
+    try:
+        done = _convert(running)
+    except DomainError as err:
+        failed = transfers.fail(import_id, err.code, err.message)
+        _tell(failed, "import.failed")
+        metrics.add_metric(name="ImportsFailed", unit=MetricUnit.Count, value=1)
+        return "failed"
+    except Exception:
+        logger.exception("an import failed", extra={"import_id": import_id})
+        failed = transfers.fail(import_id, "internal_error",
+                                "the import failed on our side; it has been logged. Please try again")
+        _tell(failed, "import.failed")
+        metrics.add_metric(name="ImportsFailed", unit=MetricUnit.Count, value=1)
+        return "failed"
+    _tell(done, "import.done")
+    metrics.add_metric(name="ImportsDone", unit=MetricUnit.Count, value=1)
+    return "done"
+
+
+def _read(key: str, limit: int) -> bytes:
+    from ..aws import client
+
+    body = client("s3").get_object(Bucket=get_settings().documents_bucket, Key=key)["Body"]
+    data = bytes(body.read(limit + 1))
+    body.close()
+    return data
+
+
+def _convert(transfer: transfers.Transfer) -> transfers.Transfer:
+    from ..auth.principal import Principal
+    from ..errors import PayloadTooLarge
+    from ..ids import ulid
+    from ..prds.models import PrdModel
+    from ..prds.service import create_prd
+    from . import service
+    from .extract import extract
+    from .mapping import map_sections
+    from .sniff import detect
+
+    limit = get_settings().import_max_bytes
+    data = _read(service.source_key(transfer.id), limit)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the file is larger than {limit:,} bytes", code="file_too_large")
+    filename = transfer.filename or "upload"
+    kind = detect(data, filename)
+    extracted = extract(data, kind, filename=filename)
+    report = map_sections(extracted.markdown, report=extracted.report).to_report_json()
+    title = (transfer.title or extracted.title or filename.rsplit(".", 1)[0] or "Imported PRD").strip()[:200]
+    prd_id = transfer.prd_id or transfers.note(transfer.id, prd_id=ulid()).prd_id
+    assert prd_id is not None
+    try:
+        PrdModel.get(prd_id, consistent_read=True)  # an earlier attempt made it: done already
+    except PrdModel.DoesNotExist:
+        owner = Principal(username=transfer.owner, jti="import", origin_jti="import", expires_at=0)
+        create_prd(owner, title=title, template="standard", markdown=extracted.markdown, prd_id=prd_id,
+                   source=filename)
+    return transfers.finish(transfer.id, prd_id=prd_id, title=title, detected=str(kind),
+                            report=json.dumps(report, ensure_ascii=False))
+
+
+def _tell(transfer: transfers.Transfer, kind: str) -> None:
+    """The importer's connections, wherever they are, hear how the import went (best effort)."""
+    try:
+        from ..collab import connections, relay
+        from .service import describe
+
+        body = describe(transfer)
+        notice = {"action": "notice", "type": kind, "importId": transfer.id, "status": transfer.status,
+                  "prdId": body.get("prdId"), "error": body.get("error"),
+                  "missing": [m.get("title") if isinstance(m, dict) else m
+                              for m in (transfer.report or {}).get("missing", [])]}
+        for conn in connections.of_user(transfer.owner):
+            relay.send_json(conn.connection_id, notice)
+    except Exception:
+        logger.exception("could not tell the importer", extra={"import_id": transfer.id})
+
+
+def on_sqs(event: dict[str, Any]) -> dict[str, Any]:
+    """The SQS batch: each record one import (``prdtool.sqsbatch``)."""
+    from ..sqsbatch import handle_batch
+
+    return handle_batch(event, field="id", handle=handle, what="import")
