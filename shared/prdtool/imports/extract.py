@@ -11,8 +11,8 @@ code                        status  when
 ``import_empty``            422     zero bytes
 ``import_type_mismatch``    422     the name's extension contradicts the content (``sniff``)
 ``import_too_large``        413     over a :class:`Limits` size: the upload, the unpacked Word
-                                    XML, the PDF's pages or unpacked page content, the HTML or
-                                    the resulting Markdown
+                                    XML, the PDF's pages, unpacked content (per page and in
+                                    all) or characters shown per page, the HTML, the Markdown
 ``import_suspicious``       422     a ZIP bomb (compression ratio), too many ZIP members, a DTD
                                     or entity declaration in a Word XML part
 ``import_too_deep``         422     HTML (or a Word body) nested deeper than ``max_depth``
@@ -31,7 +31,9 @@ Every path bounds memory and time *before* the third-party parser sees the data 
 - PDF: pypdf opens it first (encrypted → 422, page count cap) and measures, under pypdf's own
   decompression limits, the unpacked size of every content stream, form XObject and font program
   pdfminer would decode — pdfminer (under pdfplumber) inflates streams with an unbounded
-  ``zlib.decompress``: a 200 KB PDF holding 200 MB of page content costs it 437 MB.
+  ``zlib.decompress``: a 200 KB PDF holding 200 MB of page content costs it 437 MB — and counts
+  the string bytes each page shows, since pdfplumber builds a ≈ 2 KB object per character (one
+  ``Tj`` of a million characters would be 2 GB).
 - HTML: nh3's parser (html5ever) takes time quadratic in the nesting depth (20,000 nested ``<div>``
   0.7 s, 100,000 36 s), and nesting is not just counting tags: implied end tags, reopened
   formatting elements, foster parenting and end tags that are ignored decide it. A linear scanner
@@ -401,11 +403,21 @@ class _Open:
 
     name: str
     sig: str = ""  # the attributes of a formatting element ("identical" elements for Noah's Ark)
-    foreign: bool = False  # SVG or MathML
+    foreign: str = ""  # "svg" or "math" for foreign content, "" for HTML
     open: bool = False  # on the stack of open elements (formatting elements may be only in the list)
 
 
-_INTEGRATION = _names("foreignobject desc title mi mo mn ms mtext annotation-xml")
+_INTEGRATION = _names("foreignobject desc title mi mo mn ms mtext annotation-xml")  # scope boundaries
+_SVG_INTEGRATION = _names("foreignobject desc title")
+_MATH_INTEGRATION = _names("mi mo mn ms mtext")  # (annotation-xml only with an HTML encoding: not modelled,
+#                                                  so its content counts as foreign: pushed, never raw text)
+
+
+def _integration(entry: _Open) -> bool:
+    """Whether HTML rules apply inside this foreign element (an HTML or MathML text integration point)."""
+    if entry.foreign == "svg":
+        return entry.name in _SVG_INTEGRATION
+    return entry.foreign == "math" and entry.name in _MATH_INTEGRATION
 _TABLE_CONTEXT = {"tr": _names("table thead tbody tfoot"), "td": _names("tr table thead tbody tfoot"),
                   "th": _names("tr table thead tbody tfoot")}
 _TABLE_PARTS = _names("tr td th thead tbody tfoot caption colgroup col")
@@ -461,7 +473,7 @@ class _TreeModel:
     def _pop_foreign(self) -> None:
         """Pop SVG/MathML elements down to an HTML element or an integration point."""
         stack = self.stack
-        while stack and stack[-1].foreign and stack[-1].name not in _INTEGRATION:
+        while stack and stack[-1].foreign and not _integration(stack[-1]):
             self._pop()
 
     def _find(self, names: frozenset[str] | set[str], boundary: frozenset[str]) -> int:
@@ -561,17 +573,18 @@ class _TreeModel:
     # -- tokens
     def text(self) -> None:
         top = self.stack[-1] if self.stack else None
-        if top is None or not top.foreign or top.name in _INTEGRATION:
+        if top is None or not top.foreign or _integration(top):
             self._reconstruct()
 
     def start(self, name: str, attrs: list[tuple[str, str]], self_closing: bool) -> None:
         stack = self.stack
         top = stack[-1] if stack else None
-        if top is not None and top.foreign and top.name not in _INTEGRATION:
+        if top is not None and top.foreign and not _integration(top):
             breakout = name in _BREAKOUT and (name != "font" or any(a in ("color", "face", "size") for a, _ in attrs))
             if not breakout:
                 if not self_closing:
-                    self._push(_Open(name, foreign=True))
+                    namespace = name if name in ("svg", "math") else top.foreign
+                    self._push(_Open(name, foreign=namespace))
                 return
             self._pop_foreign()
         if name in ("html", "head", "body"):
@@ -579,7 +592,7 @@ class _TreeModel:
         if name in ("svg", "math"):
             self._reconstruct()
             if not self_closing:
-                self._push(_Open(name, foreign=True))
+                self._push(_Open(name, foreign=name))
             return
         if name in _TABLE_PARTS:
             self._table_part(name)
@@ -728,7 +741,7 @@ def _scan_html(text: str, max_depth: int) -> _Census:
             continue
         _count_tag(name, attrs, counts)
         top = model.stack[-1] if model.stack else None
-        foreign = top is not None and top.foreign and top.name not in _INTEGRATION
+        foreign = top is not None and bool(top.foreign) and not _integration(top)
         if name in _RAW_TEXT and not (foreign and name not in _BREAKOUT):
             end = re.compile(r"</" + re.escape(name) + r"[\t\n\f\r />]", re.IGNORECASE).search(text, position)
             if name == "title" and census.title is None:
@@ -738,7 +751,7 @@ def _scan_html(text: str, max_depth: int) -> _Census:
                 break
             position = end.start()
             continue
-        if name == "plaintext":
+        if name == "plaintext" and not foreign:  # the rest of the text is text (not in SVG/MathML)
             break
         model.start(name, attrs, text[gt - 1] == "/")
     census.depth = model.depth
