@@ -120,12 +120,17 @@ def _readable_job(principal: Principal, job_id: str) -> tuple[jobs.Job, Role | N
     return job, role
 
 
-def _decidable_job(principal: Principal, job_id: str) -> jobs.Job:
-    """The job, if the caller may decide about it: its requester, or an owner of the PRD."""
+def _decidable_job(principal: Principal, job_id: str, *, edit: bool = False) -> jobs.Job:
+    """The job, if the caller may decide about it: its requester, or an owner of the PRD (and, with
+    ``edit``, still allowed to edit it) — one membership lookup for both checks."""
+    from ..auth.policy import require
+
     job, role = _readable_job(principal, job_id)
     if principal.username != job.requester and role is not Role.OWNER and not principal.is_admin:
         raise Forbidden("only the person who asked for this suggestion, or the PRD's owner, may decide about it",
                         code="not_your_job")
+    if edit:
+        require(role, Action.EDIT, is_admin=principal.is_admin)
     return job
 
 
@@ -179,8 +184,7 @@ def approve(principal: Principal, job_id: str, *, text: str | None) -> dict[str,
     from ..collab import document, live, store
     from ..versions import service as versions
 
-    job = _decidable_job(principal, job_id)
-    authorize(job.prd_id, principal, Action.EDIT)
+    job = _decidable_job(principal, job_id, edit=True)
     _check_decidable(job)
     chosen = text if text is not None else job.output
     if not chosen.strip():
