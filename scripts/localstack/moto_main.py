@@ -52,6 +52,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from scripts.localstack import s3_post
 from scripts.localstack.door import MOTO_SERVICES, BlockingDoorServer, DoorRequest, DoorResponse, sigv4_scope
 from scripts.localstack.journal import Image, ItemImage, JournalWriter, ObjectImage
 
@@ -363,6 +364,11 @@ class JournaledApp:
         if expired is not None:
             body = expired.encode()
             start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+            return [body]
+        refused = s3_post.refusal(environ, emulated_now())  # a presigned POST form's policy
+        if refused is not None:
+            status, body = refused
+            start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
             return [body]
         try:
             return self._app(environ, start_response)

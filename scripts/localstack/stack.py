@@ -252,8 +252,10 @@ class MotoServer:
         journal_dir: Path | None = None,
         stack_id: str | None = None,
         door_path: str | None = None,
+        signing_secret: str | None = None,
     ) -> None:
-        """``door_path``: also serve the workers' DynamoDB/SQS/EventBridge calls on this unix socket."""
+        """``door_path``: also serve the workers' DynamoDB/SQS/EventBridge calls on this unix socket;
+        ``signing_secret``: the functions' secret key, to check the signatures of presigned POST forms."""
         port = port or _reserve_free_port()
         self.url = f"http://{HOST}:{port}"
         self.journal_dir = journal_dir
@@ -275,6 +277,7 @@ class MotoServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             pass_fds=(lifeline,),
+            env={**os.environ, **({"LOCALSTACK_SIGNING_SECRET": signing_secret} if signing_secret else {})},
             # Its own session: Ctrl-C reaches only the orchestrator, which saves state through
             # moto before stopping it.
             start_new_session=True,
@@ -575,7 +578,8 @@ class LocalStack:
             raise _port_error(moto_port, "MOTO_PORT", " (moto)")
         doors = self._make_doors() if self.settings.doors else None
         self._moto = MotoServer(
-            moto_port, journal_dir=self.journal_dir, stack_id=self.stack_id, door_path=doors.moto if doors else None
+            moto_port, journal_dir=self.journal_dir, stack_id=self.stack_id, door_path=doors.moto if doors else None,
+            signing_secret=self.credentials.secret_access_key,
         )
         self.moto_url = self._moto.url
         if self._lock is not None:

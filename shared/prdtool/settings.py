@@ -121,8 +121,12 @@ class Settings:
     import_queue_url: str = ""
     export_queue_url: str = ""
     # An uploaded file: Lambda takes at most 6 MB per invocation and API Gateway base64-encodes binary
-    # bodies, so a direct upload stays under 4 MiB (larger files: a presigned upload, to come).
+    # bodies, so a direct upload stays under 4 MiB; larger files go straight to S3 by a presigned POST
+    # (``POST /api/imports/uploads``) of up to ``import_upload_max_bytes`` (the extractor's own cap).
     import_max_bytes: int = 4 * 1024 * 1024
+    import_upload_max_bytes: int = 20 * 1024 * 1024
+    import_upload_seconds: int = 900  # how long a presigned upload form stays valid
+    import_draft_missing: bool = True  # an import asks the AI to draft the sections it lacks (for review)
     export_link_seconds: int = 86_400  # a download link's life (the file's too: a lifecycle rule)
 
     extra: dict[str, Any] = field(default_factory=dict, compare=False)

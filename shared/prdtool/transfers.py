@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
 
@@ -23,7 +23,7 @@ from .errors import Conflict, NotFound
 from .ids import is_ulid, ulid
 from .storage import is_conditional_failure, register, table_meta
 
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+UPLOADING, QUEUED, RUNNING, DONE, FAILED = "uploading", "queued", "running", "done", "failed"
 IMPORT, EXPORT = "import", "export"
 RETENTION_DAYS = 30  # the records (not the files: exports 24 h, uploads 7 days by lifecycle rules)
 
@@ -53,6 +53,9 @@ class TransferItem(Model):
     error_code = UnicodeAttribute(null=True)
     error_message = UnicodeAttribute(null=True)
     attempts = NumberAttribute(null=True)
+    draft_missing = BooleanAttribute(null=True)  # import: ask the AI to draft the missing sections
+    ai_job_id = UnicodeAttribute(null=True)  # import: the AI job drafting the missing sections
+    ai_note = UnicodeAttribute(null=True)  # import: why no such job was started
     expires_at = NumberAttribute(null=True)  # TTL, epoch s
 
 
@@ -79,6 +82,9 @@ class Transfer:
     error_code: str | None = None
     error_message: str | None = None
     attempts: int = 0
+    draft_missing: bool = False
+    ai_job_id: str | None = None
+    ai_note: str | None = None
 
     @classmethod
     def of(cls, item: TransferItem) -> Transfer:
@@ -91,7 +97,8 @@ class Transfer:
                    warnings=tuple(json.loads(item.warnings)) if item.warnings else (),
                    file_expires_at=int(item.file_expires_at) if item.file_expires_at is not None else None,
                    error_code=item.error_code, error_message=item.error_message,
-                   attempts=int(item.attempts or 0))
+                   attempts=int(item.attempts or 0), ai_job_id=item.ai_job_id, ai_note=item.ai_note,
+                   draft_missing=bool(item.draft_missing))
 
     @property
     def error(self) -> dict[str, str] | None:
@@ -102,9 +109,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def new(kind: str, owner: str, **fields: Any) -> Transfer:
+def new(kind: str, owner: str, *, status: str = QUEUED, **fields: Any) -> Transfer:
     now = now_ms()
-    item = TransferItem(id=ulid(), kind=kind, owner=owner, status=QUEUED, created_at=now, updated_at=now,
+    item = TransferItem(id=ulid(), kind=kind, owner=owner, status=status, created_at=now, updated_at=now,
                         attempts=0, expires_at=now // 1000 + RETENTION_DAYS * 86_400, **fields)
     item.save(condition=TransferItem.id.does_not_exist())
     return Transfer.of(item)
@@ -135,6 +142,13 @@ def _update(transfer_id: str, actions: list[Any], condition: Any) -> Transfer:
     return Transfer.of(item)
 
 
+def uploaded(transfer_id: str, **fields: Any) -> Transfer:
+    """uploading → queued: the presigned upload arrived and passed the first checks."""
+    return _update(transfer_id, [TransferItem.status.set(QUEUED)]
+                   + [getattr(TransferItem, name).set(value) for name, value in fields.items()],
+                   TransferItem.status == UPLOADING)
+
+
 def start(transfer_id: str, *, stale_before: int, **fields: Any) -> Transfer:
     """queued → running (or take over a run that has not moved since ``stale_before``, epoch ms)."""
     actions = [TransferItem.status.set(RUNNING), TransferItem.attempts.add(1)]
@@ -158,4 +172,10 @@ def finish(transfer_id: str, **fields: Any) -> Transfer:
 def fail(transfer_id: str, code: str, message: str) -> Transfer:
     return _update(transfer_id, [TransferItem.status.set(FAILED), TransferItem.error_code.set(code),
                                  TransferItem.error_message.set(message)],
-                   TransferItem.status.is_in(QUEUED, RUNNING))
+                   TransferItem.status.is_in(UPLOADING, QUEUED, RUNNING))
+
+
+def annotate(transfer_id: str, **fields: Any) -> Transfer:
+    """Add to a finished transfer what happened after it (an import's AI job for the missing sections)."""
+    return _update(transfer_id, [getattr(TransferItem, name).set(value) for name, value in fields.items()],
+                   TransferItem.status == DONE)

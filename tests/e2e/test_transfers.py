@@ -20,9 +20,11 @@ from tests.integration.fixtures import Api
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
 
 
-def upload(api: Api, name: str, data: bytes, *, title: str | None = None) -> requests.Response:
+def upload(api: Api, name: str, data: bytes, *, title: str | None = None,
+           draft_missing: bool = False) -> requests.Response:
+    """A direct upload (the AI draft of missing sections off unless asked for: it is tested on its own)."""
     headers = {"authorization": f"Bearer {api.token}"}
-    form = {"title": title} if title else None
+    form = {"draftMissing": str(draft_missing).lower(), **({"title": title} if title else {})}
     return api.session.post(api.base_url + "/api/imports", files={"file": (name, data)}, data=form,
                             headers=headers, timeout=30)
 
@@ -181,3 +183,140 @@ def test_a_download_link_works_for_24_hours_and_the_file_is_deleted_after(
         _move_clock(stack, 0)
     left = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount")
     assert left == 0, "the lifecycle rule deleted the file"
+
+
+def _post_form(upload: dict[str, Any], name: str, data: bytes) -> requests.Response:
+    return requests.post(upload["url"], data=upload["fields"], files={upload["fileField"]: (name, data)}, timeout=60)
+
+
+def _padded_docx(extra: int) -> bytes:
+    """The Word fixture with ``extra`` incompressible bytes of media in it (a large, real .docx)."""
+    import os
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO((FIXTURES / "prd.docx").read_bytes())) as src, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        dst.writestr(zipfile.ZipInfo("word/media/scan.bin"), os.urandom(extra), compress_type=zipfile.ZIP_STORED)
+    return out.getvalue()
+
+
+def test_a_large_file_goes_straight_to_s3_by_a_presigned_form_and_imports(alice: Api, stack: LocalStack) -> None:
+    data = _padded_docx(5 * 1024 * 1024)
+    assert len(data) > 4 * 1024 * 1024  # too large for a direct upload
+    direct = upload(alice, "big.docx", data)
+    assert direct.status_code == 413 and "/api/imports/uploads" in direct.json()["error"]["message"]
+    started = alice.post("/api/imports/uploads", {"filename": "big.docx", "size": len(data)})
+    assert started.status_code == 201, started.text
+    body = started.json()
+    assert body["status"] == "uploading" and body["upload"]["maxBytes"] == len(data)
+    import_id = body["importId"]
+    early = alice.post(f"/api/imports/{import_id}/complete", {})
+    assert early.status_code == 409 and early.json()["error"]["code"] == "upload_missing"
+    sent = _post_form(body["upload"], "big.docx", data)
+    assert sent.status_code == 204, sent.text
+    completed = alice.post(f"/api/imports/{import_id}/complete", {})
+    assert completed.status_code == 202, completed.text
+    again = alice.post(f"/api/imports/{import_id}/complete", {})  # a retried call: same import, queued once
+    assert again.status_code == 202 and again.json()["importId"] == import_id
+    done = wait(alice, f"/api/imports/{import_id}")
+    assert done["status"] == "done", done
+    assert {"problem", "goals"} <= {s["key"] for s in done["report"]["sections"] if s.get("key")}
+    assert alice.get(f"/api/prds/{done['prdId']}").status_code == 200
+
+
+def test_s3_refuses_a_presigned_upload_that_is_too_large_late_or_tampered_with(
+        alice: Api, dave: Api, stack: LocalStack) -> None:
+    import base64
+    import json as jsonlib
+
+    body = alice.post("/api/imports/uploads", {"filename": "notes.md", "size": 20}).json()
+    form = body["upload"]
+    larger = _post_form(form, "notes.md", b"# Notes\n\n" + b"x" * 40)
+    assert larger.status_code == 400 and b"EntityTooLarge" in larger.content
+    policy = jsonlib.loads(base64.b64decode(form["fields"]["policy"]))
+    policy["conditions"] = [c if not (isinstance(c, list) and c[0] == "content-length-range")
+                            else ["content-length-range", 1, 10**9] for c in policy["conditions"]]
+    forged = dict(form, fields={**form["fields"], "policy": base64.b64encode(jsonlib.dumps(policy).encode()).decode()})
+    tampered = _post_form(forged, "notes.md", b"# Notes\n\n" + b"x" * 40)
+    assert tampered.status_code == 403 and b"SignatureDoesNotMatch" in tampered.content
+    try:
+        _move_clock(stack, 16 * 60)  # the form lives 15 minutes
+        late = _post_form(form, "notes.md", b"# Notes\n\nexactly 20 b")
+        assert late.status_code == 403 and b"Policy expired" in late.content
+    finally:
+        _move_clock(stack, 0)
+    assert alice.post(f"/api/imports/{body['importId']}/complete", {}).json()["error"]["code"] == "upload_missing"
+    assert dave.post(f"/api/imports/{body['importId']}/complete", {}).status_code == 404  # not dave's
+    declared = alice.post("/api/imports/uploads", {"filename": "huge.pdf", "size": 21 * 1024 * 1024})
+    assert declared.status_code == 413, declared.text
+    bad = alice.post("/api/imports/uploads", {"filename": "x.md", "size": 1, "surprise": True})
+    assert bad.status_code in (400, 422), bad.text
+
+
+@pytest.mark.parametrize(("name", "data", "status", "code"), [
+    ("roadmap.docx", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, 415, "unsupported_media_type"),
+    ("notes.md", b"# Notes\n\n" + "é".encode() * (2 * 1024 * 1024 + 8), 413, "file_too_large"),
+    ("scan.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * (5 * 1024 * 1024), 415, "unsupported_media_type"),
+])
+def test_a_presigned_upload_is_checked_like_a_direct_one_and_makes_no_prd(
+        alice: Api, name: str, data: bytes, status: int, code: str) -> None:
+    before = {p["id"] for p in alice.get("/api/prds").json()["items"]}
+    body = alice.post("/api/imports/uploads", {"filename": name}).json()
+    assert _post_form(body["upload"], name, data).status_code == 204
+    completed = alice.post(f"/api/imports/{body['importId']}/complete", {})
+    assert completed.status_code == status and completed.json()["error"]["code"] == code, completed.text
+    failed = alice.get(f"/api/imports/{body['importId']}").json()
+    assert failed["status"] == "failed" and failed["error"]["code"] == code
+    assert {p["id"] for p in alice.get("/api/prds").json()["items"]} == before
+
+
+def test_hostile_files_that_pass_the_first_look_fail_the_import_cleanly(alice: Api) -> None:
+    """A zip bomb dressed as Word and an encrypted PDF are refused by the worker: the import fails with
+    the reason, and no PRD is made."""
+    import zipfile
+
+    from pypdf import PdfWriter
+
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO((FIXTURES / "prd.docx").read_bytes())) as src, \
+            zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "word/document.xml":
+                data = data.replace(b"</w:body>", b"<w:p><w:r><w:t>" + b"A" * (50 * 1024 * 1024)
+                                    + b"</w:t></w:r></w:p></w:body>")
+            dst.writestr(info.filename, data)
+    pdf = io.BytesIO()
+    writer = PdfWriter()
+    writer.add_blank_page(612, 792)
+    writer.encrypt("secret")
+    writer.write(pdf)
+    before = {p["id"] for p in alice.get("/api/prds").json()["items"]}
+    for name, data, codes in (("bomb.docx", bomb.getvalue(), {"import_too_large", "import_suspicious"}),
+                              ("locked.pdf", pdf.getvalue(), {"import_encrypted"})):
+        response = upload(alice, name, data)
+        assert response.status_code == 202, response.text
+        done = wait(alice, f"/api/imports/{response.json()['importId']}")
+        assert done["status"] == "failed" and done["error"]["code"] in codes, done
+        assert "prdId" not in done
+    assert {p["id"] for p in alice.get("/api/prds").json()["items"]} == before
+
+
+def test_an_import_asks_the_ai_to_draft_the_missing_sections_for_review(alice: Api) -> None:
+    source = b"# Offline mode\n\n## Problem\n\nField staff lose work without signal.\n\n## Goals\n\nNo lost edits.\n"
+    done = imported(alice, "offline.md", source, draft_missing=True)
+    assert done["status"] == "done", done
+    assert done["report"]["missing"], done["report"]
+    job_id = done["aiJobId"]
+    job = alice.get(f"/api/ai/jobs/{job_id}").json()
+    assert job["mode"] == "fill-gaps" and job["requester"] == "alice" and job["prdId"] == done["prdId"], job
+    assert "offline.md" in job["prompt"]
+    listed = alice.get(f"/api/prds/{done['prdId']}/ai/jobs").json()["items"]
+    assert [j["jobId"] for j in listed] == [job_id]
+    markdown = alice.get(f"/api/prds/{done['prdId']}").json()["markdown"]
+    assert markdown.strip() == source.decode().strip()  # a suggestion, not applied
+    without = imported(alice, "offline.md", source)
+    assert "aiJobId" not in without and not alice.get(f"/api/prds/{without['prdId']}/ai/jobs").json()["items"]

@@ -80,6 +80,8 @@ OTHER_ROUTES = {
     ("POST", "/api/ai/jobs/{job_id}/cancel"): "the job's requester or the PRD's owner",
     ("POST", "/api/imports"): "signed-in (not an API key limited to some PRDs)",
     ("GET", "/api/imports/{import_id}"): "the importer (tests/e2e/test_transfers.py)",
+    ("POST", "/api/imports/uploads"): "signed-in (not an API key limited to some PRDs)",
+    ("POST", "/api/imports/{import_id}/complete"): "the importer (tests/e2e/test_transfers.py)",
     ("GET", "/api/exports/{export_id}"): "the requester, while they may export the PRD",
 }
 CALLERS = ["owner", "editor", "commenter", "viewer", "admin", "outsider"]

@@ -48,9 +48,39 @@ def handle(import_id: str) -> str:
         _tell(failed, "import.failed")
         metrics.add_metric(name="ImportsFailed", unit=MetricUnit.Count, value=1)
         return "failed"
+    done = _draft_missing(done)
     _tell(done, "import.done")
     metrics.add_metric(name="ImportsDone", unit=MetricUnit.Count, value=1)
     return "done"
+
+
+def _draft_missing(transfer: transfers.Transfer) -> transfers.Transfer:
+    """Ask the AI to draft the standard sections the import lacks, as a suggestion the importer reviews
+    (an AI job like any other: it goes through the same budget and nothing is applied until approved).
+
+    After ``finish``: a redelivery finds the import done and skips, so there is never a second job; a
+    crash in between loses the suggestion, not the import.  Why there is none is kept on the import.
+    """
+    from ..ai import service as ai
+    from ..auth.principal import Principal
+
+    missing = [m.get("title") if isinstance(m, dict) else str(m) for m in (transfer.report or {}).get("missing", [])]
+    if not missing or not transfer.draft_missing or not get_settings().import_draft_missing or not transfer.prd_id:
+        return transfer
+    owner = Principal(username=transfer.owner, jti="import", origin_jti="import", expires_at=0)
+    prompt = ("This PRD was imported from " + (transfer.filename or "a file") + ". Draft the standard sections it "
+              "lacks (" + ", ".join(str(m) for m in missing if m) + ") from what the document already says; "
+              "mark anything you had to assume as an open question.")
+    try:
+        job = ai.create_job(owner, transfer.prd_id, prompt=prompt, mode="fill-gaps", section=None)
+        return transfers.annotate(transfer.id, ai_job_id=str(job["jobId"]))
+    except DomainError as err:  # no gaps the AI sees, the importer's AI budget spent, the queue down
+        logger.info("no AI draft for an import's missing sections",
+                    extra={"import_id": transfer.id, "code": err.code})
+        return transfers.annotate(transfer.id, ai_note=f"{err.code}: {err.message}"[:500])
+    except Exception:
+        logger.exception("could not ask for the missing sections", extra={"import_id": transfer.id})
+        return transfers.annotate(transfer.id, ai_note="unavailable: the AI drafting service could not be reached")
 
 
 def _read(key: str, limit: int) -> bytes:
@@ -69,17 +99,17 @@ def _convert(transfer: transfers.Transfer) -> transfers.Transfer:
     from ..prds.models import PrdModel
     from ..prds.service import create_prd
     from . import service
-    from .extract import extract
+    from .extract import Limits, extract
     from .mapping import map_sections
     from .sniff import detect
 
-    limit = get_settings().import_max_bytes
+    limit = get_settings().import_upload_max_bytes  # a presigned upload may be this large
     data = _read(service.source_key(transfer.id), limit)
     if len(data) > limit:
         raise PayloadTooLarge(f"the file is larger than {limit:,} bytes", code="file_too_large")
     filename = transfer.filename or "upload"
     kind = detect(data, filename)
-    extracted = extract(data, kind, filename=filename)
+    extracted = extract(data, kind, filename=filename, limits=Limits(max_bytes=limit))
     report = map_sections(extracted.markdown, report=extracted.report).to_report_json()
     title = (transfer.title or extracted.title or filename.rsplit(".", 1)[0] or "Imported PRD").strip()[:200]
     prd_id = transfer.prd_id or transfers.note(transfer.id, prd_id=ulid()).prd_id
@@ -102,7 +132,7 @@ def _tell(transfer: transfers.Transfer, kind: str) -> None:
 
         body = describe(transfer)
         notice = {"action": "notice", "type": kind, "importId": transfer.id, "status": transfer.status,
-                  "prdId": body.get("prdId"), "error": body.get("error"),
+                  "prdId": body.get("prdId"), "error": body.get("error"), "aiJobId": body.get("aiJobId"),
                   "missing": [m.get("title") if isinstance(m, dict) else m
                               for m in (transfer.report or {}).get("missing", [])]}
         for conn in connections.of_user(transfer.owner):
