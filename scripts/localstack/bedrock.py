@@ -49,6 +49,8 @@ from typing import Any
 
 from aiohttp import web
 
+from scripts.localstack.aioserver import LoopServer
+
 log = logging.getLogger("localstack.bedrock")
 
 EVENTSTREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
@@ -195,8 +197,10 @@ def echo_answer(body: Mapping[str, Any]) -> Script:
 
 
 # ----------------------------------------------------------------------------- the server
-class FakeBedrock:
+class FakeBedrock(LoopServer):
     """The endpoint on its own loop thread; :meth:`start` returns the base URL (also :attr:`url`)."""
+
+    thread_name = "fake-bedrock"
 
     def __init__(
         self,
@@ -207,19 +211,15 @@ class FakeBedrock:
         port: int = 0,
         models: Sequence[str] | None = None,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.region = region
         # When set, other model ids are refused as Bedrock does: 400 ValidationException "The provided
         # model identifier is invalid."
         self.models = tuple(models) if models is not None else None
-        self._host, self._port = host, port
         self._lock = threading.Lock()
         self._scripts: list[Script] = []
         self._last = ECHO  # repeated once the queue is empty
         self._requests: list[ReceivedRequest] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self.url = ""
         if script is not None:
             self.push(*([script] if isinstance(script, Script) else script))
 
@@ -240,44 +240,12 @@ class FakeBedrock:
         with self._lock:
             return list(self._requests)
 
-    def start(self) -> str:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="fake-bedrock", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), loop).result(timeout=10)
-        return self.url
-
-    def stop(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        loop.close()
-
-    def __enter__(self) -> FakeBedrock:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # ------------------------------------------------------------------ on the loop
-    async def _start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(r"/model/{model_id:.+}/converse-stream", self._converse_stream)
         app.router.add_post(r"/model/{model_id:.+}/converse", self._converse)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        return app
 
     def _next_script(self, body: Mapping[str, Any]) -> Script:
         with self._lock:
@@ -441,9 +409,5 @@ def serve_bedrock(
     script: Script | Sequence[Script] | None = None, *, region: str = "us-east-1", models: Sequence[str] | None = None
 ) -> Iterator[FakeBedrock]:
     """Run a :class:`FakeBedrock` for the block; its base URL is ``.url``."""
-    fake = FakeBedrock(script, region=region, models=models)
-    fake.start()
-    try:
+    with FakeBedrock(script, region=region, models=models) as fake:
         yield fake
-    finally:
-        fake.stop()

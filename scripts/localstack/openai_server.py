@@ -44,7 +44,6 @@ import hmac
 import json
 import logging
 import re
-import signal
 import threading
 import time
 import uuid
@@ -53,6 +52,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+
+from scripts.localstack.aioserver import LoopServer, run_standalone
 
 log = logging.getLogger("localstack.openai")
 
@@ -207,13 +208,15 @@ def echo_answer(body: Mapping[str, Any], script: Script = ECHO) -> Script:
 
 
 # ----------------------------------------------------------------------------- the server
-class FakeOpenAI:
+class FakeOpenAI(LoopServer):
     """The endpoint on its own loop thread; :meth:`start` returns the API base URL (also
     :attr:`base_url`, ``<url>/v1``, what an OpenAI client takes as ``base_url``).
 
     ``api_key``: when set, requests must carry ``Authorization: Bearer <api_key>`` (else 401).
     ``models``: when set, other models are 404 ``model_not_found``.
     """
+
+    thread_name = "fake-openai"
 
     def __init__(
         self,
@@ -224,19 +227,14 @@ class FakeOpenAI:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.api_key = api_key
         self.models = tuple(models) if models is not None else None
-        self._host, self._port = host, port
         self._lock = threading.Lock()
         self._scripts: list[Script] = []
         self._last = ECHO  # repeated once the queue is empty
         self._requests: list[ReceivedRequest] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._handlers: set[asyncio.Task[Any]] = set()  # requests in progress (loop thread only)
-        self.url = ""  # http://host:port
-        self.base_url = ""  # http://host:port/v1
         if script is not None:
             self.push(*([script] if isinstance(script, Script) else script))
 
@@ -252,54 +250,30 @@ class FakeOpenAI:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def base_url(self) -> str:
+        """``http://host:port/v1`` once started (empty before): what an OpenAI client takes as ``base_url``."""
+        return f"{self.url}/v1" if self.url else ""
+
     def start(self) -> str:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="fake-openai", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), loop).result(timeout=10)
+        super().start()
         return self.base_url
 
-    def stop(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self._shutdown(self._runner), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        loop.close()
-
-    def __enter__(self) -> FakeOpenAI:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # ------------------------------------------------------------------ on the loop
-    async def _start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._list_models)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        self.base_url = f"{self.url}/v1"
+        return app
 
-    async def _shutdown(self, runner: web.AppRunner) -> None:
+    async def shutdown(self, runner: web.AppRunner) -> None:
         # Answers still in progress (e.g. asleep in a scripted delay) end now, not at their next write:
         # aiohttp would wait for them up to its shutdown timeout, then leave them pending on a closed loop.
         handlers = list(self._handlers)
         for task in handlers:
             task.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
-        await runner.cleanup()
+        await super().shutdown(runner)
 
     def _next_script(self) -> Script:
         with self._lock:
@@ -542,12 +516,8 @@ def serve_openai(
     models: Sequence[str] | None = None,
 ) -> Iterator[FakeOpenAI]:
     """Run a :class:`FakeOpenAI` for the block; the client's base URL is ``.base_url``."""
-    fake = FakeOpenAI(script, api_key=api_key, models=models)
-    fake.start()
-    try:
+    with FakeOpenAI(script, api_key=api_key, models=models) as fake:
         yield fake
-    finally:
-        fake.stop()
 
 
 # ----------------------------------------------------------------------------- standalone
@@ -560,16 +530,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", action="append", dest="models", help="known model (repeatable; default: any)")
     parser.add_argument("--delay", type=float, default=0.05, help="seconds between echoed chunks (default 0.05)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     script = Script(echo=True, delay=args.delay)
-    with FakeOpenAI(script, api_key=args.api_key, models=args.models, host=args.host, port=args.port) as fake:
-        print(f"OpenAI-compatible endpoint: {fake.base_url}", flush=True)
-        while not stop.wait(0.5):
-            pass
-    return 0
+    fake = FakeOpenAI(script, api_key=args.api_key, models=args.models, host=args.host, port=args.port)
+    return run_standalone(fake, lambda server: [f"OpenAI-compatible endpoint: {server.base_url}"])
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from scripts.localstack.gateway import WS_IDLE_SECONDS, WS_MAX_SECONDS, AwsCredentials, Gateway, listen_socket
 from scripts.localstack.manifest import Manifest
@@ -57,6 +57,9 @@ from scripts.localstack.pollers import SqsPollers
 from scripts.localstack.seed import seed
 from scripts.localstack.timers import Timers
 from scripts.localstack.workers import DEFAULT_MAX_CONCURRENCY, WorkerDoors, WorkerPool, lifeline_fd
+
+if TYPE_CHECKING:
+    from scripts.localstack.confluence import FakeConfluence
 
 log = logging.getLogger("localstack.stack")
 
@@ -509,6 +512,7 @@ class LocalStack:
         self._runtime: Runtime | None = None
         self._autosave: concurrent.futures.Future[Any] | None = None
         self._lifecycle: concurrent.futures.Future[Any] | None = None
+        self.confluence: FakeConfluence | None = None  # the local Confluence stand-in, when one runs
         self._door_dir: Path | None = None  # the doors' private directory (LOCAL_DOORS)
         self._save_lock = threading.Lock()
         self._last_save = time.monotonic()
@@ -624,8 +628,39 @@ class LocalStack:
         if self.state_dir is not None:
             self._autosave = self._loop.spawn(self._autosave_forever())
         self._lifecycle = self._loop.spawn(self._lifecycle_forever())
+        self._configure_confluence(manifest)
         if self._seed:
             seed(self)
+
+    def _configure_confluence(self, manifest: Manifest) -> None:
+        """Store the organisation's Confluence site where the export worker reads it: the site given by
+        ``CONFLUENCE_SITE`` (the secret's JSON: a real site), else a local stand-in started here
+        (``scripts/localstack/confluence.py``: the v2 API's paths and payloads; pages kept in memory, so a
+        restart makes the next export create the page again)."""
+        import boto3
+
+        from scripts.localstack.confluence import FakeConfluence
+
+        name = next((f["environment"].get("CONFLUENCE_SECRET_ID") for f in manifest["functions"].values()
+                     if f["environment"].get("CONFLUENCE_SECRET_ID")), None)
+        if not name:
+            return
+        value = os.environ.get("CONFLUENCE_SITE")
+        if value:
+            log.info("Confluence: publishing to the site in CONFLUENCE_SITE")
+        else:
+            self.confluence = FakeConfluence()
+            self.confluence.start()
+            value = self.confluence.secret()
+            log.info("Confluence: a local stand-in at %s (space PRD); set CONFLUENCE_SITE to publish to a real "
+                     "site", self.confluence.url)
+        secrets = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                        region_name=manifest["region"]).client("secretsmanager",
+                                                                               endpoint_url=self.moto_url)
+        try:
+            secrets.create_secret(Name=name, SecretString=value)
+        except secrets.exceptions.ResourceExistsException:
+            secrets.put_secret_value(SecretId=name, SecretString=value)
 
     def _make_doors(self) -> WorkerDoors:
         """The doors' socket paths, in a directory only this user can enter (``mkdtemp``: 0700).
@@ -762,6 +797,9 @@ class LocalStack:
         if self._lifecycle is not None:
             self._lifecycle.cancel()
             self._lifecycle = None
+        if self.confluence is not None:
+            self.confluence.stop()
+            self.confluence = None
         if self._runtime is not None and self._loop is not None:
             try:
                 self._loop.run(self._runtime.stop(), timeout=60)

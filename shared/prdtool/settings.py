@@ -128,6 +128,9 @@ class Settings:
     import_upload_seconds: int = 900  # how long a presigned upload form stays valid
     import_draft_missing: bool = True  # an import asks the AI to draft the sections it lacks (for review)
     export_link_seconds: int = 86_400  # a download link's life (the file's too: a lifecycle rule)
+    # The Secrets Manager secret with the organisation's Confluence site, JSON {"baseUrl", "email",
+    # "apiToken", "spaceKey", "parentId"?}; no such secret: publishing to Confluence is refused (422).
+    confluence_secret_id: str = ""
 
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -53,6 +53,9 @@ class TransferItem(Model):
     error_code = UnicodeAttribute(null=True)
     error_message = UnicodeAttribute(null=True)
     attempts = NumberAttribute(null=True)
+    page_id = UnicodeAttribute(null=True)  # export to Confluence: the page (and, on a link item, its PRD's page)
+    page_url = UnicodeAttribute(null=True)
+    page_version = NumberAttribute(null=True)
     draft_missing = BooleanAttribute(null=True)  # import: ask the AI to draft the missing sections
     ai_job_id = UnicodeAttribute(null=True)  # import: the AI job drafting the missing sections
     ai_note = UnicodeAttribute(null=True)  # import: why no such job was started
@@ -82,6 +85,9 @@ class Transfer:
     error_code: str | None = None
     error_message: str | None = None
     attempts: int = 0
+    page_id: str | None = None
+    page_url: str | None = None
+    page_version: int | None = None
     draft_missing: bool = False
     ai_job_id: str | None = None
     ai_note: str | None = None
@@ -98,7 +104,8 @@ class Transfer:
                    file_expires_at=int(item.file_expires_at) if item.file_expires_at is not None else None,
                    error_code=item.error_code, error_message=item.error_message,
                    attempts=int(item.attempts or 0), ai_job_id=item.ai_job_id, ai_note=item.ai_note,
-                   draft_missing=bool(item.draft_missing))
+                   draft_missing=bool(item.draft_missing), page_id=item.page_id, page_url=item.page_url,
+                   page_version=int(item.page_version) if item.page_version is not None else None)
 
     @property
     def error(self) -> dict[str, str] | None:
@@ -179,3 +186,24 @@ def annotate(transfer_id: str, **fields: Any) -> Transfer:
     """Add to a finished transfer what happened after it (an import's AI job for the missing sections)."""
     return _update(transfer_id, [getattr(TransferItem, name).set(value) for name, value in fields.items()],
                    TransferItem.status == DONE)
+
+
+# A PRD's Confluence page: one item per PRD (``confluence#<prdId>``, never a ULID, so never a transfer),
+# so that every export after the first updates the page the first one created.
+def _page_key(prd_id: str) -> str:
+    return f"confluence#{prd_id}"
+
+
+def confluence_page(prd_id: str) -> tuple[str, str | None] | None:
+    """``(page id, page url)`` of the PRD's Confluence page, or None before its first publication."""
+    try:
+        item = TransferItem.get(_page_key(prd_id), consistent_read=True)
+    except DoesNotExist:
+        return None
+    return (str(item.page_id), item.page_url) if item.page_id else None
+
+
+def remember_confluence_page(prd_id: str, *, owner: str, page_id: str, page_url: str, version: int) -> None:
+    now = now_ms()
+    TransferItem(id=_page_key(prd_id), kind="confluence-page", owner=owner, status=DONE, created_at=now,
+                 updated_at=now, prd_id=prd_id, page_id=page_id, page_url=page_url, page_version=version).save()

@@ -149,7 +149,6 @@ def test_export_requests_are_checked(alice: Api, shared_prd: dict[str, Any]) -> 
     path = f"/api/prds/{shared_prd['id']}/exports"
     assert alice.post(path, {"format": "rtf"}).status_code == 422
     assert alice.post(path, {"format": "pdf", "version": "9.9.9"}).status_code == 404
-    assert alice.post(path, {"format": "confluence"}).json()["error"]["code"] == "confluence_not_configured"
     assert alice.get("/api/exports/not-an-id").status_code == 404
 
 
@@ -320,3 +319,54 @@ def test_an_import_asks_the_ai_to_draft_the_missing_sections_for_review(alice: A
     assert markdown.strip() == source.decode().strip()  # a suggestion, not applied
     without = imported(alice, "offline.md", source)
     assert "aiJobId" not in without and not alice.get(f"/api/prds/{without['prdId']}/ai/jobs").json()["items"]
+
+
+def test_a_prd_is_published_to_confluence_and_later_exports_update_the_same_page(
+        alice: Api, bob: Api, shared_prd: dict[str, Any], stack: LocalStack) -> None:
+    fake = stack.confluence
+    assert fake is not None, "the local stack runs a Confluence stand-in"
+    prd_id = shared_prd["id"]
+
+    def publish(api: Api) -> dict[str, Any]:
+        started = api.post(f"/api/prds/{prd_id}/exports", {"format": "confluence"})
+        assert started.status_code == 202, started.text
+        return wait(api, f"/api/exports/{started.json()['exportId']}")
+
+    first = publish(alice)
+    assert first["status"] == "done", first
+    page = fake.pages[first["pageId"]]
+    assert page.title == "Checkout redesign" and first["pageVersion"] == 1
+    assert first["url"].startswith(fake.url) and first["pageId"] in first["url"]
+    assert "<h2>Goals</h2>" in page.body and "Faster." in page.body
+    renamed = alice.patch(f"/api/prds/{prd_id}", {"title": "Checkout redesign (2027)"})
+    assert renamed.status_code == 200, renamed.text
+    second = publish(bob)  # anyone who may export; the same page, a new version of it
+    assert second["status"] == "done" and second["pageId"] == first["pageId"], second
+    assert second["pageVersion"] == 2 and fake.pages[first["pageId"]].title == "Checkout redesign (2027)"
+    fake.trash(first["pageId"])  # deleted in Confluence and emptied from the trash: a new page
+    fake.purge(first["pageId"])
+    third = publish(alice)
+    assert third["status"] == "done" and third["pageId"] != first["pageId"] and third["pageVersion"] == 1
+    fake.fail_next(503, count=100)  # Confluence is down for longer than the retries
+    try:
+        down = publish(alice)
+    finally:
+        fake.clear_faults()
+    assert down["status"] == "failed" and down["error"]["code"] == "confluence_unavailable", down
+
+
+def test_publishing_to_confluence_needs_a_configured_site(alice: Api, shared_prd: dict[str, Any],
+                                                         stack: LocalStack) -> None:
+    import boto3
+
+    env = stack.manifest["functions"]["TransfersApiFunction"]["environment"]
+    secrets = boto3.client("secretsmanager", endpoint_url=stack.moto_url, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    name = env["CONFLUENCE_SECRET_ID"]
+    value = secrets.get_secret_value(SecretId=name)["SecretString"]
+    secrets.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    try:
+        refused = alice.post(f"/api/prds/{shared_prd['id']}/exports", {"format": "confluence"})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "confluence_not_configured"
+    finally:
+        secrets.create_secret(Name=name, SecretString=value)

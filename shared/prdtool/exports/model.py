@@ -139,7 +139,28 @@ def parse(markdown: str) -> Parsed:
     # token at level maxNesting - 1 (a document exactly that deep is flagged too; none is real).
     parsed.truncated = any(t.level >= MAX_BLOCK_NESTING - 1 for t in tokens)
     _fold(tokens, parsed.root, parsed, inline=False)
+    parsed.replaced_chars += _scrub(parsed.root)
     return parsed
+
+
+def _scrub(root: Node) -> int:
+    """Replace characters no export format can carry in every string of the tree; how many were.
+
+    The Markdown is cleaned *before* parsing too, but markdown-it decodes character references
+    afterwards: ``&#12;`` becomes a form feed, which XML 1.0 (Word, Confluence) forbids."""
+    replaced = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        node.content, n = clean_text(node.content)
+        node.info, m = clean_text(node.info)
+        replaced += n + m
+        for key, value in node.attrs.items():
+            if isinstance(value, str):
+                node.attrs[key], n = clean_text(value)
+                replaced += n
+        stack.extend(node.children)
+    return replaced
 
 
 def _fold(tokens: list[Any], into: Node, parsed: Parsed, *, inline: bool) -> None:

@@ -28,11 +28,8 @@ def start(principal: Principal, prd_id: str, *, fmt: str, version: str | None) -
     from ..versions.changes import parse_version
 
     authorize(prd_id, principal, Action.EXPORT)
-    if fmt == "confluence":  # publishing to a Confluence space comes with its integration (issue #16)
-        from ..errors import Unprocessable
-
-        raise Unprocessable("publishing to Confluence is not configured for this deployment",
-                            code="confluence_not_configured")
+    if fmt == "confluence":
+        confluence_configured()
     if version is not None:
         parse_version(version.removeprefix("v"))
         version = records.get(prd_id, version.removeprefix("v")).version  # 404 for an unknown one
@@ -45,6 +42,24 @@ def start(principal: Principal, prd_id: str, *, fmt: str, version: str | None) -
         transfers.fail(transfer.id, "unavailable", "the export could not be queued; try again")
         raise DependencyFailed("the export queue is unavailable; try again in a moment") from exc
     return {"exportId": transfer.id, "status": transfer.status, "format": fmt, "version": version}
+
+
+def confluence_configured() -> None:
+    """422 unless this deployment has a Confluence site (the secret exists; its value is the worker's)."""
+    from ..aws import client
+    from ..errors import Unprocessable
+
+    not_configured = Unprocessable("publishing to Confluence is not configured for this deployment: an "
+                                   "administrator stores the site in Secrets Manager (docs/import-export.md)",
+                                   code="confluence_not_configured")
+    name = get_settings().confluence_secret_id
+    if not name:
+        raise not_configured
+    secrets = client("secretsmanager")
+    try:
+        secrets.describe_secret(SecretId=name)
+    except secrets.exceptions.ResourceNotFoundException:
+        raise not_configured from None
 
 
 def link(transfer: transfers.Transfer) -> tuple[str, int] | None:
@@ -69,7 +84,10 @@ def describe(transfer: transfers.Transfer) -> dict[str, Any]:
                             "format": transfer.format, "version": transfer.version,
                             "warnings": list(transfer.warnings), "createdAt": transfer.created_at}
     found = link(transfer)
-    if found is not None:
+    if transfer.format == "confluence":
+        if transfer.page_url:
+            body.update(url=transfer.page_url, pageId=transfer.page_id, pageVersion=transfer.page_version)
+    elif found is not None:
         body["url"], expires = found
         body["expiresAt"] = expires
     elif transfer.status == transfers.DONE:

@@ -78,6 +78,8 @@ def _render(transfer: transfers.Transfer) -> transfers.Transfer:
     meta = ExportMeta(title=str(prd.title), version=version,
                       date=datetime.fromtimestamp(when / 1000, UTC).date().isoformat(), authors=authors,
                       prd_id=transfer.prd_id)
+    if transfer.format == "confluence":
+        return _publish(transfer, markdown, meta)
     rendered = render(markdown, transfer.format, meta=meta)
     filename = f"{_slug(str(prd.title))}-v{version}.{rendered.extension}"
     key = f"exports/{transfer.id}/{filename}"
@@ -86,6 +88,38 @@ def _render(transfer: transfers.Transfer) -> transfers.Transfer:
     expires = int(transfers.now_ms() / 1000) + settings.export_link_seconds
     return transfers.finish(transfer.id, object_key=key, filename=filename, version=version,
                             file_expires_at=expires, warnings=json.dumps(list(rendered.warnings)))
+
+
+def _publish(transfer: transfers.Transfer, markdown: str, meta: Any) -> transfers.Transfer:
+    """Publish to the organisation's Confluence space: the PRD's page is created by its first export
+    and updated (a new page version) by every later one."""
+    from ..aws import client
+    from .confluence import ConfluenceSite, publish, to_storage
+
+    assert transfer.prd_id is not None
+    name = get_settings().confluence_secret_id
+    secrets = client("secretsmanager")
+    try:
+        site = ConfluenceSite.from_secret(str(secrets.get_secret_value(SecretId=name)["SecretString"]))
+    except secrets.exceptions.ResourceNotFoundException:
+        from ..errors import Unprocessable
+
+        raise Unprocessable("publishing to Confluence is not configured for this deployment",
+                            code="confluence_not_configured") from None
+    storage, warnings = to_storage(markdown, meta)
+    message = f"PRD Tool: {meta.version_label}, exported by {transfer.owner}"
+    linked = transfers.confluence_page(transfer.prd_id)
+    try:
+        page = publish(site, title=meta.title, storage=storage, page_id=linked[0] if linked else None, message=message)
+    except Conflict as err:  # the title is taken: by this PRD's page, if another export just created it?
+        linked = transfers.confluence_page(transfer.prd_id) if err.code == "confluence_title_taken" else None
+        if linked is None:
+            raise
+        page = publish(site, title=meta.title, storage=storage, page_id=linked[0], message=message)
+    transfers.remember_confluence_page(transfer.prd_id, owner=transfer.owner, page_id=page.page_id,
+                                       page_url=page.url, version=page.version)
+    return transfers.finish(transfer.id, version=meta.version, page_id=page.page_id, page_url=page.url,
+                            page_version=page.version, warnings=json.dumps(list(warnings)))
 
 
 def _tell(transfer: transfers.Transfer) -> None:
