@@ -309,6 +309,55 @@ def test_two_approvals_at_once_apply_the_suggestion_once(ai: Recorder) -> None:
     assert jobs.get(job_id).version == wins[0]["version"]
 
 
+class Killed(BaseException):
+    """The approving process dies here (kill -9, a Lambda timeout): nothing after it runs."""
+
+
+def _expire_apply_lease(job_id: str) -> None:
+    JobItem(job_id=job_id).update(actions=[JobItem.lease_until.set(jobs.now_ms() - 1)])
+
+
+@pytest.mark.parametrize(("dies_in", "mode", "output", "section"), [
+    ("prdtool.ai.jobs.approved", "rewrite", GOALS, "Goals"),  # after the edit and the version
+    ("prdtool.collab.live.apply_server_update", "rewrite", GOALS, "Goals"),  # before the edit landed
+    ("prdtool.ai.jobs.approved", "draft", RISKS, "risks"),  # a new section, inserted
+])
+def test_an_approval_that_died_half_way_is_finished_by_the_next_applying_the_edit_once(
+        ai: Recorder, monkeypatch: pytest.MonkeyPatch, dies_in: str, mode: str, output: str, section: str) -> None:
+    prd = make_prd(START)
+    job_id = suggest(ai, "bob", prd, output, mode=mode, section=section)
+    with monkeypatch.context() as patched:
+        def die(*_args: Any, **_kwargs: Any) -> Any:
+            raise Killed
+        patched.setattr(dies_in, die)
+        with pytest.raises(Killed):
+            service.approve(principal("bob"), job_id, text=None)
+    assert jobs.get(job_id).status == jobs.APPLYING
+    code = refused(Conflict, lambda: service.approve(principal("alice"), job_id, text=None)).code
+    assert code == "already_decided", "while its lease runs, the approval in progress is left alone"
+    _expire_apply_lease(job_id)
+    finished = service.approve(principal("alice"), job_id, text=None)
+    assert finished["status"] == "approved" and finished["decidedBy"] == "alice"
+    assert markdown(prd).count(output) == 1, "the edit is in the document exactly once"
+    assert jobs.get(job_id).status == "approved"
+
+
+def test_a_dead_approval_whose_target_was_edited_since_is_a_conflict_not_a_second_edit(
+        ai: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    prd = make_prd(START)
+    job_id = suggest(ai, "bob", prd, GOALS)
+    with monkeypatch.context() as patched:
+        def die(*_args: Any, **_kwargs: Any) -> Any:
+            raise Killed
+        patched.setattr("prdtool.ai.jobs.approved", die)
+        with pytest.raises(Killed):
+            service.approve(principal("bob"), job_id, text=None)
+    edit(prd, markdown(prd).replace(GOALS, GOALS + "\n- Someone added a goal meanwhile."))
+    _expire_apply_lease(job_id)
+    assert refused(Conflict, lambda: service.approve(principal("bob"), job_id, text=None)).code == "section_conflict"
+    assert markdown(prd).count(GOALS) == 1
+
+
 @pytest.mark.parametrize("change", ["edited", "deleted", "added"])
 def test_a_target_changed_since_the_suggestion_is_a_conflict_that_changes_nothing(
         ai: Recorder, change: str) -> None:

@@ -20,6 +20,7 @@ holder died is free again once its lease passes, so a crashed worker never block
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,7 @@ class JobItem(Model):
     slot = UnicodeAttribute(null=True)  # the concurrency slot it holds while generating
     lease = UnicodeAttribute(null=True)  # the worker (or approver) holding the job now
     lease_until = NumberAttribute(null=True)  # epoch ms; for slots too
+    applied = UnicodeAttribute(null=True)  # JSON {section title: hash of its body once applied}
     attempts = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)  # TTL, epoch seconds
 
@@ -127,6 +129,7 @@ class Job:
     slot: str | None = None
     lease: str | None = None
     lease_until: int | None = None
+    applied: dict[str, str] | None = None
     attempts: int = 0
 
     @classmethod
@@ -147,7 +150,11 @@ class Job:
             base={str(k): str(v) for k, v in base.items()} if base is not None else None,
             interaction_key=item.interaction_key, decided_by=item.decided_by, decided_at=num(item.decided_at),
             version=item.version, slot=item.slot, lease=item.lease, lease_until=num(item.lease_until),
-            attempts=int(item.attempts or 0))
+            applied=json.loads(item.applied) if item.applied else None, attempts=int(item.attempts or 0))
+
+    def apply_lease_expired(self, now: int) -> bool:
+        """An approval that died mid-way (its lease passed): another may finish it."""
+        return self.status == APPLYING and (self.lease_until or 0) < now
 
     @property
     def pending_review(self) -> bool:
@@ -342,11 +349,14 @@ def reject(job_id: str, *, by: str) -> Job:
                    JobItem.status == DONE, "the suggestion was already decided")
 
 
-def begin_apply(job_id: str, *, by: str, lease_ms: int, stale_before: int) -> Job:
-    """done → applying, leased to this approval (or take over one that died before ``stale_before``)."""
+def begin_apply(job_id: str, *, by: str, lease_ms: int, stale_before: int, applied: dict[str, str]) -> Job:
+    """done → applying, leased to this approval (or take over one that died before ``stale_before``);
+    ``applied`` says what the target sections hash to once the edit is in, so that whoever takes a
+    dead approval over can tell whether its edit landed."""
     now = now_ms()
     return _update(job_id, [JobItem.status.set(APPLYING), JobItem.lease.set(by + "#" + ulid()),
-                            JobItem.lease_until.set(now + lease_ms), JobItem.decided_by.set(by)],
+                            JobItem.lease_until.set(now + lease_ms), JobItem.decided_by.set(by),
+                            JobItem.applied.set(json.dumps(applied, sort_keys=True))],
                    (JobItem.status == DONE) | ((JobItem.status == APPLYING) & (JobItem.lease_until < stale_before)),
                    "the suggestion was already decided")
 

@@ -169,6 +169,8 @@ def reject(principal: Principal, job_id: str) -> dict[str, Any]:
 
 
 def _check_decidable(job: jobs.Job) -> None:
+    if job.apply_lease_expired(jobs.now_ms()):
+        return  # an approval died half-way: this one finishes it (approve() checks what landed)
     if job.status in jobs.DECIDED or job.status == jobs.APPLYING:
         raise Conflict(f"this suggestion was already {job.status if job.status != jobs.APPLYING else 'approved'}"
                        + (f" by {job.decided_by}" if job.decided_by else ""), code="already_decided")
@@ -191,13 +193,20 @@ def approve(principal: Principal, job_id: str, *, text: str | None) -> dict[str,
         raise Unprocessable("the suggestion is empty: there is nothing to apply", code="empty_suggestion")
     stored = store.read(job.prd_id)
     markdown = document.markdown_of(stored.doc)
-    try:
-        edits = plan_edits(job, markdown, chosen)  # 409 when the target moved on since
-    except Conflict:
-        _check_decidable(jobs.get(job_id))  # another approval landed meanwhile: say that instead
-        raise
-    taken = jobs.begin_apply(job_id, by=principal.username, lease_ms=APPLY_LEASE_MS,
-                             stale_before=jobs.now_ms() - APPLY_LEASE_MS)
+    if job.status == jobs.APPLYING and job.applied and _hashes(job, markdown) == job.applied:
+        edits: list[tuple[int, int, str]] = []  # the approval that died had made its edit: finish it
+    else:
+        try:
+            edits = plan_edits(job, markdown, chosen)  # 409 when the target moved on since
+        except Conflict:
+            _check_decidable(jobs.get(job_id))  # another approval landed meanwhile: say that instead
+            raise
+    applied = job.applied or {}
+    if edits:  # what a successor checks; nothing when the edit would not show in the targets' hashes
+        after = _hashes(job, _applied(markdown, edits))
+        applied = after if after != _hashes(job, markdown) else {}
+    taken = jobs.begin_apply(job_id, by=principal.username, lease_ms=APPLY_LEASE_MS, stale_before=jobs.now_ms(),
+                             applied=applied)
     try:
         update = None
         for start, end, replacement in sorted(edits, reverse=True):  # from the end: offsets stay valid
@@ -223,6 +232,21 @@ def approve(principal: Principal, job_id: str, *, text: str | None) -> dict[str,
     metrics.add_metric(name="AiSuggestionsApproved", unit=MetricUnit.Count, value=1)
     notify.suggestion(done, "approved")
     return done.to_json()
+
+
+def _applied(markdown: str, edits: list[tuple[int, int, str]]) -> str:
+    for start, end, replacement in sorted(edits, reverse=True):
+        markdown = markdown[:start] + replacement + markdown[end:]
+    return markdown
+
+
+def _hashes(job: jobs.Job, markdown: str) -> dict[str, str]:
+    """The hash of every section the job writes into, as ``markdown`` has it ("" when absent)."""
+    from . import sections
+
+    titles = set(job.base or {}) | ({job.section} if job.section else set())
+    found = {title: sections.find(markdown, title) for title in titles}
+    return {title: section_hash(span.body(markdown) if span is not None else None) for title, span in found.items()}
 
 
 def _merge(a: bytes, b: bytes) -> bytes:
