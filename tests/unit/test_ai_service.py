@@ -358,6 +358,24 @@ def test_a_dead_approval_whose_target_was_edited_since_is_a_conflict_not_a_secon
     assert markdown(prd).count(GOALS) == 1
 
 
+def test_a_job_whose_message_was_lost_or_whose_worker_died_fails_when_read_and_frees_its_slot(
+        ai: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    prd = make_prd(START)
+    lost = str(ask("bob", prd)["jobId"])  # queued; its message never reaches a worker
+    assert service.get_job(principal("bob"), lost)["status"] == "queued", "young: still waiting for a worker"
+    JobItem(job_id=lost).update(actions=[JobItem.created_at.set(jobs.now_ms() - service.QUEUED_GIVE_UP_MS - 1)])
+    seen = service.get_job(principal("bob"), lost)
+    assert seen["status"] == "failed" and seen["error"]["code"] == "unavailable"
+    assert ai.notices(lost)[-1] == "failed"
+    dead = str(ask("alice", prd)["jobId"])
+    jobs.start(dead, worker="w1", lease_ms=1000, provider="bedrock", model="m")
+    JobItem(job_id=dead).update(actions=[JobItem.lease_until.set(jobs.now_ms() - service.RUNNING_GRACE_MS - 1)])
+    listed = {j["jobId"]: j for j in service.list_jobs(principal("alice"), prd, status=None)["items"]}
+    assert listed[dead]["status"] == "failed" and listed[dead]["error"]["code"] == "interrupted"
+    for _ in range(get_settings().ai_concurrent_jobs_per_prd):  # both slots are free again
+        ask("alice", prd)
+
+
 @pytest.mark.parametrize("change", ["edited", "deleted", "added"])
 def test_a_target_changed_since_the_suggestion_is_a_conflict_that_changes_nothing(
         ai: Recorder, change: str) -> None:

@@ -134,14 +134,40 @@ def _decidable_job(principal: Principal, job_id: str, *, edit: bool = False) -> 
     return job
 
 
+# A job nobody will finish: its message was lost or dead-lettered before a worker started it, or its
+# worker died and no redelivery came to notice (the worker fails such jobs itself when one does).
+QUEUED_GIVE_UP_MS = 30 * 60 * 1000
+RUNNING_GRACE_MS = 60 * 1000
+
+
+def _settle_abandoned(job: jobs.Job) -> jobs.Job:
+    """Fail a job that can no longer finish, as it is read (so its slot frees and the person hears)."""
+    now = jobs.now_ms()
+    if job.status == jobs.QUEUED and job.created_at < now - QUEUED_GIVE_UP_MS:
+        code, message, worker = "unavailable", "the AI job was never started; please ask again", None
+    elif job.status == jobs.RUNNING and (job.lease_until or 0) < now - RUNNING_GRACE_MS:
+        code, message, worker = "interrupted", "the AI job was interrupted before it finished; please ask again", \
+            job.lease
+    else:
+        return job
+    try:
+        failed = jobs.fail(job.job_id, code=code, message=message, worker=worker, from_states=(job.status,))
+    except jobs.StateConflict:
+        return jobs.get(job.job_id)
+    jobs.release_slot(failed)
+    notify.suggestion(failed, "failed")
+    logger.warning("an abandoned AI job was failed", extra={"job_id": job.job_id, "code": code})
+    return failed
+
+
 def get_job(principal: Principal, job_id: str) -> dict[str, Any]:
     job, _ = _readable_job(principal, job_id)
-    return job.to_json()
+    return _settle_abandoned(job).to_json()
 
 
 def list_jobs(principal: Principal, prd_id: str, *, status: str | None) -> dict[str, Any]:
     authorize(prd_id, principal, Action.READ)
-    found = jobs.of_prd(prd_id)
+    found = [_settle_abandoned(j) if j.status in jobs.GENERATING else j for j in jobs.of_prd(prd_id)]
     if status == "pending":
         found = [j for j in found if j.status == jobs.DONE]
     elif status:
