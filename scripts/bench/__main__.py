@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks and print Markdown to paste into docs/benchmarks.md.
 
-    python -m scripts.bench                    # everything (about 6 minutes on 2 cores)
+    python -m scripts.bench                    # everything (about 9 minutes on 2 cores)
     python -m scripts.bench imports            # cold start: handler import time
     python -m scripts.bench collab-calls       # AWS calls per relayed edit and per document open
     python -m scripts.bench collab-open        # document open cost against history length
@@ -13,6 +13,7 @@
     python -m scripts.bench web-latency        # keystroke -> peer browser latency, time to interactive editor
     python -m scripts.bench versions           # version cut time at 10/100/1000 versions, git clone, list, diff
     python -m scripts.bench ai                 # AI drafting: overhead per chunk, time to first chunk, posts
+    python -m scripts.bench transfers          # import and export of 10/50/200-page documents: time, memory
 
 Several names may be given at once; the co-editing benchmarks then share one local stack.
 """
@@ -29,8 +30,8 @@ from typing import Any
 
 from . import imports
 
-NAMES = ("imports", "hostile", "security", "versions", "ai", "audit", "web-latency", "collab-latency", "collab-calls",
-         "cost", "collab-open")
+NAMES = ("imports", "hostile", "security", "versions", "ai", "transfers", "audit", "web-latency", "collab-latency",
+         "collab-calls", "cost", "collab-open")
 
 
 def _section(title: str, body: str, started: float, command: str) -> None:
@@ -83,7 +84,13 @@ def main(argv: list[str] | None = None) -> None:
 
         started = time.monotonic()
         _section("AI drafting: model → requester's screen, per chunk", ai.main(), started, "python -m scripts.bench ai")
-    collab = [n for n in chosen if n not in ("imports", "hostile", "security", "versions", "ai")]
+    if "transfers" in chosen:
+        from . import transfers
+
+        started = time.monotonic()
+        _section("Imports and exports: time and peak memory for 10-, 50- and 200-page documents", transfers.main(),
+                 started, "python -m scripts.bench transfers")
+    collab = [n for n in chosen if n not in ("imports", "hostile", "security", "versions", "ai", "transfers")]
     if collab:
         _run_collab(collab, args.history)
     print(f"<!-- total {time.monotonic() - began:.0f} s -->")

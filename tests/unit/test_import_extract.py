@@ -186,6 +186,18 @@ Customers cannot *pay* quickly. See #link("https://example.org/x")[the report].
     )
 
 
+def test_pdf_text_budget_counts_glyphs_not_escape_bytes(tmp_path: Path) -> None:
+    """Typst writes each glyph as a two-byte code in octal escapes (``\\000\\027``, eight bytes): the
+    pre-check charges the two bytes, so a PDF under the character cap is not refused as too large."""
+    typst = pytest.importorskip("typst")
+    words = " ".join(f"word{i % 97}" for i in range(8_000))  # ~55,000 characters over a few pages
+    pdf = typst.compile(f"= Long\n\n{words}\n".encode(), root=str(tmp_path))
+    result = extract(pdf, limits=Limits(max_chars=70_000))
+    assert 50_000 < len(result.markdown) < 70_000
+    with pytest.raises(PayloadTooLarge):  # a cap that is really exceeded still refuses it up front
+        extract(pdf, limits=Limits(max_chars=20_000))
+
+
 def test_pdf_with_owner_password_only_imports() -> None:
     """'Protected' PDFs that open without a password (permissions only) are readable."""
     writer = pypdf.PdfWriter(clone_from=io.BytesIO(fixture("prd.pdf")))

@@ -1050,6 +1050,20 @@ def _pdf_budget_error(limits: Limits) -> PayloadTooLarge:
 
 
 _PDF_STRING = re.compile(rb"\(([^()\\]*(?:\\.[^()\\]*)*)\)", re.DOTALL)
+# An escape in a literal string is one byte of the string (``\ddd``, ``\n``, ``\(``...), or none
+# (a backslash before a line break continues the line).
+_PDF_ESCAPE = re.compile(rb"\\(?:[0-7]{1,3}|\r\n|[\r\n]|.)", re.DOTALL)
+
+
+def _literal_bytes(raw: bytes) -> int:
+    r"""How many bytes the literal string ``(raw)`` holds once unescaped (Typst writes every glyph code as
+    octal escapes: ``\000\027`` is two bytes, not eight)."""
+    if b"\\" not in raw:
+        return len(raw)
+    escapes = _PDF_ESCAPE.findall(raw)
+    return len(raw) - sum(len(e) - (0 if e[1:2] in (b"\r", b"\n") else 1) for e in escapes)
+
+
 _PDF_HEX_STRING = re.compile(rb"<([0-9A-Fa-f\s]*)>")
 
 
@@ -1099,7 +1113,7 @@ class _PdfBudget:
         self.page_bytes += len(decoded)
         if self.page_bytes > limits.max_pdf_page_bytes:
             raise self._error(True)
-        glyphs = sum(len(m.group(1)) for m in _PDF_STRING.finditer(decoded))
+        glyphs = sum(_literal_bytes(m.group(1)) for m in _PDF_STRING.finditer(decoded))
         glyphs += sum(len(m.group(1)) // 2 for m in _PDF_HEX_STRING.finditer(decoded))
         self.page_glyphs += glyphs
         self.glyphs_left -= glyphs

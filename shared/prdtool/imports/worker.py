@@ -12,12 +12,15 @@ PRD is made.  The importer hears how it went on every WebSocket connection they 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import transfers
 from ..errors import Conflict, DomainError
 from ..observability import MetricUnit, logger, metrics
 from ..settings import get_settings
+
+if TYPE_CHECKING:
+    from .extract import Extracted
 
 STALE_MS = 15 * 60 * 1000  # a run that has not moved for this long lost its worker (Lambda's limit)
 
@@ -92,25 +95,33 @@ def _read(key: str, limit: int) -> bytes:
     return data
 
 
-def _convert(transfer: transfers.Transfer) -> transfers.Transfer:
-    from ..auth.principal import Principal
+def convert(data: bytes, filename: str, *, limit: int) -> tuple[str, Extracted, dict[str, Any]]:
+    """The pure part of an import: ``(kind, extracted, report)`` from the upload's bytes (no AWS).
+
+    Raises the extractor's domain errors (413, 415, 422) for a file that cannot be imported."""
     from ..errors import PayloadTooLarge
-    from ..ids import ulid
-    from ..prds.models import PrdModel
-    from ..prds.service import create_prd
-    from . import service
     from .extract import Limits, extract
     from .mapping import map_sections
     from .sniff import detect
 
-    limit = get_settings().import_upload_max_bytes  # a presigned upload may be this large
-    data = _read(service.source_key(transfer.id), limit)
     if len(data) > limit:
         raise PayloadTooLarge(f"the file is larger than {limit:,} bytes", code="file_too_large")
-    filename = transfer.filename or "upload"
     kind = detect(data, filename)
     extracted = extract(data, kind, filename=filename, limits=Limits(max_bytes=limit))
-    report = map_sections(extracted.markdown, report=extracted.report).to_report_json()
+    return str(kind), extracted, map_sections(extracted.markdown, report=extracted.report).to_report_json()
+
+
+def _convert(transfer: transfers.Transfer) -> transfers.Transfer:
+    from ..auth.principal import Principal
+    from ..ids import ulid
+    from ..prds.models import PrdModel
+    from ..prds.service import create_prd
+    from . import service
+
+    limit = get_settings().import_upload_max_bytes  # a presigned upload may be this large
+    data = _read(service.source_key(transfer.id), limit)
+    filename = transfer.filename or "upload"
+    kind, extracted, report = convert(data, filename, limit=limit)
     title = (transfer.title or extracted.title or filename.rsplit(".", 1)[0] or "Imported PRD").strip()[:200]
     prd_id = transfer.prd_id or transfers.note(transfer.id, prd_id=ulid()).prd_id
     assert prd_id is not None
