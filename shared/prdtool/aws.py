@@ -58,8 +58,14 @@ def quick_client(service: str) -> Any:
 @cache
 def presigner() -> Any:
     """An S3 client for presigned URLs, always SigV4 (botocore presigns us-east-1 with SigV2 by
-    default, which S3 is retiring and which carries no signing time)."""
-    return _new_client("s3", None, signature_version="s3v4")
+    default, which S3 is retiring and which carries no signing time), on the bucket's **regional**
+    virtual-host address: botocore's presigned POST uses the global ``<bucket>.s3.amazonaws.com``,
+    which answers a bucket outside us-east-1 younger than a day with a 307 a browser upload cannot
+    follow (the web client's CSP allows both addresses)."""
+    settings = get_settings()
+    regional = None if settings.aws_endpoint_url else f"https://s3.{settings.region}.amazonaws.com"
+    return _new_client("s3", regional, signature_version="s3v4", s3={"addressing_style": "virtual"}
+                       if regional else {})
 
 
 def reset_clients() -> None:

@@ -60,6 +60,11 @@ class Unprocessable(DomainError):
 class RateLimited(DomainError):
     status, code = 429, "rate_limited"
 
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(message, code=code, details=details)
+        self.retry_after = retry_after  # seconds: sent as Retry-After
+
 
 class DependencyFailed(DomainError):
     """A dependency (AWS service, identity provider) failed; the request may be retried."""

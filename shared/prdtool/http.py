@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .auth.principal import Principal
-from .errors import DomainError, PayloadTooLarge, Unauthenticated
+from .errors import DomainError, PayloadTooLarge, RateLimited, Unauthenticated
 from .observability import logger
 from .settings import get_settings
 
@@ -85,6 +85,8 @@ def create_app(*routers: APIRouter, title: str = "PRD Tool API") -> FastAPI:
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            headers = {"Retry-After": str(max(1, int(exc.retry_after)))}
         return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)

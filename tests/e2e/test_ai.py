@@ -209,6 +209,7 @@ def test_a_prd_runs_a_bounded_number_of_jobs_at_once(alice: Api, bob: Api, prd: 
     running = [ask(alice, prd["id"], section="Risks"), ask(bob, prd["id"], section="Goals")]
     refused = alice.post(f"/api/prds/{prd['id']}/ai/jobs", {"prompt": "More", "section": "Risks"})
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_ai_jobs"
+    assert refused.headers["Retry-After"] == "10"
     assert alice.post(f"/api/ai/jobs/{running[0]}/cancel").status_code == 200
     assert bob.post(f"/api/ai/jobs/{running[1]}/cancel").status_code == 200
     bedrock.push(Script(chunks=["ok"]))

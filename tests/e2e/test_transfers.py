@@ -124,6 +124,8 @@ def test_exports_open_in_their_readers_with_the_same_headings(
     assert dave.post(f"/api/prds/{prd_id}/exports", {"format": fmt}).status_code == 404
     done = wait(carol, f"/api/exports/{export_id}")
     assert done["status"] == "done" and done["url"] and done["expiresAt"] > time.time() + 23 * 3600, done
+    extension = {"markdown": "md"}.get(fmt, fmt)
+    assert done["filename"].startswith("Checkout-redesign-v") and done["filename"].endswith(f".{extension}")
     assert alice.get(f"/api/exports/{export_id}").status_code == 404  # carol's export
     data = requests.get(done["url"], timeout=30).content
     if fmt == "html":
@@ -310,6 +312,7 @@ def test_an_import_asks_the_ai_to_draft_the_missing_sections_for_review(alice: A
     assert done["status"] == "done", done
     assert done["report"]["missing"], done["report"]
     job_id = done["aiJobId"]
+    assert done["aiDraft"] == "started"
     job = alice.get(f"/api/ai/jobs/{job_id}").json()
     assert job["mode"] == "fill-gaps" and job["requester"] == "alice" and job["prdId"] == done["prdId"], job
     assert "offline.md" in job["prompt"]
@@ -318,6 +321,7 @@ def test_an_import_asks_the_ai_to_draft_the_missing_sections_for_review(alice: A
     markdown = alice.get(f"/api/prds/{done['prdId']}").json()["markdown"]
     assert markdown.strip() == source.decode().strip()  # a suggestion, not applied
     without = imported(alice, "offline.md", source)
+    assert without["aiDraft"] == "off"
     assert "aiJobId" not in without and not alice.get(f"/api/prds/{without['prdId']}/ai/jobs").json()["items"]
 
 

@@ -42,6 +42,8 @@ def test_config_names_the_local_urls(stack: LocalStack, anonymous: Api) -> None:
     config = anonymous.get("/api/config").json()
     assert config["wsUrl"].startswith("ws://") and config["wsUrl"].endswith("/ws")
     assert config["auth"]["clientId"]
+    assert config["limits"] == {"aiPromptChars": 4000, "importDirectBytes": 4 * 1024 * 1024,
+                                "importUploadBytes": 20 * 1024 * 1024}
 
 
 def test_demo_data_is_seeded(alice: Api, bob: Api, carol: Api) -> None:

@@ -168,6 +168,28 @@ def test_a_prd_runs_only_so_many_jobs_at_once(ai: Recorder, monkeypatch: pytest.
     assert refused(RateLimited, lambda: ask("alice", prd)).code == "too_many_ai_jobs"
 
 
+def test_a_busy_prd_refuses_before_spending_the_persons_budget(ai: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(monkeypatch, ai_concurrent_jobs_per_prd="1", ai_jobs_per_minute="2/100/100")
+    prd = make_prd(START)
+    ask("bob", prd)
+    for _ in range(5):
+        busy = refused(RateLimited, lambda: ask("carol", prd))
+        assert busy.code == "too_many_ai_jobs" and busy.retry_after == jobs.SLOT_RETRY_SECONDS
+    ask("carol", make_prd(START))  # carol's budget (2 a minute) is untouched by the five refusals
+    ask("carol", make_prd(START))
+    spent = refused(RateLimited, lambda: ask("carol", make_prd(START)))
+    assert spent.code == "ai_rate_limited" and spent.retry_after is not None and spent.retry_after > 0
+
+
+def test_the_document_title_is_not_a_section_to_write_into(ai: Recorder) -> None:
+    prd = make_prd(START)
+    title = sections.title_span(START)
+    assert title is not None
+    for mode in ("rewrite", "summarize", "draft"):
+        caught = refused(Unprocessable, lambda mode=mode: ask("bob", prd, mode=mode, section=title.title))
+        assert caught.code == "unknown_section" and "title" in caught.message
+
+
 def test_cancelling_a_queued_job_frees_its_slot(ai: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
     configure(monkeypatch, ai_concurrent_jobs_per_prd="1")
     prd = make_prd(START)

@@ -153,7 +153,9 @@ def test_report_json_shape_with_fidelity() -> None:
     assert set(body) == {"sections", "missing", "dropped", "title", "intro", "warnings"}
     assert body["dropped"] == [{"kind": "image", "detail": "images (pictures are not imported)", "count": 3}]
     assert body["warnings"] == ["headings were inferred from font sizes"]
-    assert set(body["sections"][0]) == {"heading", "level", "key", "confidence", "words"}
+    assert set(body["sections"][0]) == {"heading", "level", "key", "standardTitle", "confidence", "words"}
+    named = {s["key"]: s["standardTitle"] for s in body["sections"] if s["key"]}
+    assert named and all(title for title in named.values())  # the standard section's own title
     assert set(body["missing"][0]) == {"key", "title", "state", "words", "min_words"}
     json.dumps(body)  # serialisable as is
 

@@ -223,8 +223,26 @@ def _take_slot(prd_id: str, job_id: str, *, slots: int, lease_ms: int) -> str:
         except PutError as exc:
             if not is_conditional_failure(exc):
                 raise
-    raise RateLimited(f"this PRD already has {slots} AI jobs generating; wait for one to finish",
-                      code="too_many_ai_jobs")
+    raise _busy(slots)
+
+
+def _busy(slots: int) -> RateLimited:
+    return RateLimited(f"this PRD already has {slots} AI jobs generating; wait for one to finish",
+                       code="too_many_ai_jobs", retry_after=SLOT_RETRY_SECONDS)
+
+
+SLOT_RETRY_SECONDS = 10  # what a refused request is told to wait (a generation takes seconds to minutes)
+
+
+def check_slot_free(prd_id: str, *, slots: int) -> None:
+    """429 if every generation slot of the PRD is held by a live job (a look, not a claim: asking
+    first keeps a refused request from spending the person's AI budget)."""
+    now = now_ms()
+    keys = [_slot_key(prd_id, number) for number in range(slots)]
+    held = {item.job_id for item in JobItem.batch_get(keys, consistent_read=True)
+            if item.lease_until is not None and item.lease_until >= now}
+    if len(held) >= slots:
+        raise _busy(slots)
 
 
 def release_slot(job: Job) -> None:

@@ -58,6 +58,9 @@ def _target(markdown: str, mode: str, section: str | None, template: str) -> str
     if not section:
         raise Unprocessable(f"'{mode}' needs the title of the section to write", code="unknown_section")
     span = sections.find(markdown, section)
+    if span is not None and span == sections.title_span(markdown):  # its body is the whole document
+        raise Unprocessable(f"'{span.title}' is the document's title, not a section: choose one of its sections "
+                            "(or fill-gaps for the missing ones)", code="unknown_section")
     if span is not None:
         return span.title
     key = sections.canonical(section)
@@ -85,10 +88,12 @@ def create_job(principal: Principal, prd_id: str, *, prompt: str, mode: str, sec
         raise Unprocessable(f"unknown mode '{mode}': one of {', '.join(jobs.MODES)}", code="unknown_mode")
     template = str(prd.template or "standard")
     title = _target(_markdown(prd_id), mode, section, template)
+    jobs.check_slot_free(prd_id, slots=settings.ai_concurrent_jobs_per_prd)  # before spending the budget
     decision = limiter().hit(f"ai#{principal.username}", limits=Limits.parse(settings.ai_jobs_per_minute))
     if decision is not None and not decision.allowed:
         raise RateLimited(f"you have started the most AI jobs allowed per {decision.window} "
-                               f"({decision.limit}); retry in {decision.retry_after} s", code="ai_rate_limited")
+                          f"({decision.limit}); retry in {decision.retry_after} s", code="ai_rate_limited",
+                          retry_after=decision.retry_after)
     job = jobs.create(prd_id=prd_id, requester=principal.username, mode=mode, section=title, instruction=prompt,
                       template=template, slots=settings.ai_concurrent_jobs_per_prd,
                       lease_ms=(settings.ai_job_seconds + 60) * 1000)

@@ -81,7 +81,7 @@ def link(transfer: transfers.Transfer) -> tuple[str, int] | None:
 
 def describe(transfer: transfers.Transfer) -> dict[str, Any]:
     body: dict[str, Any] = {"exportId": transfer.id, "status": transfer.status, "prdId": transfer.prd_id,
-                            "format": transfer.format, "version": transfer.version,
+                            "format": transfer.format, "version": transfer.version, "filename": transfer.filename,
                             "warnings": list(transfer.warnings), "createdAt": transfer.created_at}
     found = link(transfer)
     if transfer.format == "confluence":

@@ -131,6 +131,8 @@ def _tell(transfer: transfers.Transfer) -> None:
         notice: dict[str, Any] = {"action": "notice", "type": "export.ready" if transfer.status == transfers.DONE
                                   else "export.failed", "exportId": transfer.id, "format": transfer.format,
                                   "url": body.get("url"), "expiresAt": body.get("expiresAt"),
+                                  "filename": body.get("filename"), "warnings": body.get("warnings", []),
+                                  "pageId": body.get("pageId"), "pageVersion": body.get("pageVersion"),
                                   "error": body.get("error")}
         for conn in connections.of_prd(transfer.prd_id or ""):
             if conn.username == transfer.owner:

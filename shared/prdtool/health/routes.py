@@ -33,4 +33,7 @@ def config(request: Request) -> dict[str, Any]:
         "stage": s.stage,
         "version": __version__,
         "auth": {"issuer": s.auth_issuer, "clientId": s.user_pool_client_id},
+        # Limits a client checks before sending (the API enforces them anyway).
+        "limits": {"aiPromptChars": s.ai_max_prompt_chars, "importDirectBytes": s.import_max_bytes,
+                   "importUploadBytes": s.import_upload_max_bytes},
     }

@@ -79,7 +79,9 @@ class SectionMatch:
     words: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"heading": self.heading, "level": self.level, "key": self.key, "confidence": self.confidence,
+        entry = prd_sections.schema_section("standard", self.key) if self.key else None
+        return {"heading": self.heading, "level": self.level, "key": self.key,
+                "standardTitle": entry.title if entry is not None else None, "confidence": self.confidence,
                 "words": self.words}
 
 

@@ -164,10 +164,18 @@ def describe(transfer: transfers.Transfer) -> dict[str, Any]:
         body["prdId"] = transfer.prd_id
     if transfer.error is not None:
         body["error"] = transfer.error
+    # The AI draft of the missing sections: started (aiJobId), skipped (aiNote says why), pending (the
+    # import is done and the worker is asking now), or off (not asked for, or nothing missing).
     if transfer.ai_job_id:
-        body["aiJobId"] = transfer.ai_job_id
+        body["aiJobId"], body["aiDraft"] = transfer.ai_job_id, "started"
     elif transfer.ai_note:
-        body["aiNote"] = transfer.ai_note
+        body["aiNote"], body["aiDraft"] = transfer.ai_note, "skipped"
+    elif (transfer.status in (transfers.UPLOADING, transfers.QUEUED, transfers.RUNNING, transfers.DONE)
+          and transfer.draft_missing and get_settings().import_draft_missing
+          and (transfer.status != transfers.DONE or report.get("missing"))):
+        body["aiDraft"] = "pending"
+    else:
+        body["aiDraft"] = "off"
     return body
 
 
