@@ -89,18 +89,31 @@ _ROUTE_SELECTION = re.compile(r"\$\{?request\.body\.([\w.-]+)\}?")
 _CONNECTIONS_PATH = re.compile(r"(?:/[^/]+)?/@connections/([^/]+)")
 
 # What CloudFront adds to the web client's responses in AWS (template.yaml, WebResponseHeaders),
-# with the WebSocket on this same origin ('self') instead of the WebSocket API's domain; a test in
-# tests/infra keeps the two policies in step.
+# with the WebSocket on this same origin ('self') instead of the WebSocket API's domain and moto
+# instead of the bucket's S3 addresses (web_security_headers); a test in tests/infra keeps the two
+# policies in step.
 WEB_SECURITY_HEADERS: dict[str, str] = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'none'"
+        "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "strict-origin-when-cross-origin",
 }
+
+
+def web_security_headers(storage_origin: str | None) -> dict[str, str]:
+    """``WEB_SECURITY_HEADERS`` for this stack: large imports are posted straight to the documents
+    bucket (a presigned form), which locally is moto at ``storage_origin`` (as CloudFront's policy
+    names the bucket's S3 addresses)."""
+    headers = dict(WEB_SECURITY_HEADERS)
+    if storage_origin:
+        headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace(
+            "connect-src 'self'", f"connect-src 'self' {storage_origin}")
+    return headers
+
 
 NOT_BUILT_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>PRD Tool (local)</title></head>
@@ -649,6 +662,8 @@ class Gateway:
         self._manifest = manifest
         self._invoker = invoker
         self._static_dir = static_dir
+        endpoint = urlsplit(manifest.get("endpoint_url") or "")
+        self._web_headers = web_security_headers(f"{endpoint.scheme}://{endpoint.netloc}" if endpoint.netloc else None)
         self._schedule_runner = schedule_runner
         self._ws_idle_seconds = ws_idle_seconds
         self._ws_max_seconds = ws_max_seconds
@@ -860,9 +875,9 @@ class Gateway:
     # ------------------------------------------------------------ web client
 
     async def _serve_web_client(self, request: web.Request) -> web.StreamResponse:
-        """The web client, with the security headers CloudFront adds in AWS (``WEB_SECURITY_HEADERS``)."""
+        """The web client, with the security headers CloudFront adds in AWS (``web_security_headers``)."""
         response = await self._web_file(request)
-        response.headers.update(WEB_SECURITY_HEADERS)
+        response.headers.update(self._web_headers)
         return response
 
     async def _web_file(self, request: web.Request) -> web.StreamResponse:

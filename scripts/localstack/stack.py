@@ -622,7 +622,8 @@ class LocalStack:
             self._restored = True
 
         overrides = self.local_overrides(manifest, port)
-        static_dir = self.repo_root / "web" / "dist"
+        # The web client's build (LOCAL_WEB_DIST: another build folder, e.g. one per developer's branch).
+        static_dir = Path(os.environ.get("LOCAL_WEB_DIST") or self.repo_root / "web" / "dist")
         self._loop = LoopThread()
         self._runtime = self._loop.run(self._start_runtime(manifest, overrides, static_dir, sock, doors))
         if self.state_dir is not None:

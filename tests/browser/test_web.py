@@ -1,6 +1,6 @@
 """The web client in a real browser (Debian's Chromium via playwright-core) against the local stack.
 
-The scenarios are Playwright specs in ``web/e2e/web.spec.mjs`` (Node's test runner); this module starts
+The scenarios are Playwright specs in ``web/e2e/*.spec.mjs`` (Node's test runner); this module starts
 them against the session's local stack and fails with their output when any fails. ``make test`` builds
 ``web/dist`` and installs Chromium first; run alone: ``make web browser && .venv/bin/python -m pytest
 tests/browser -q``. Screenshots land in ``test-artifacts/web/``.
@@ -44,9 +44,10 @@ def test_web_client_in_chromium(stack: LocalStack, built_web: Path) -> None:
     ensure_user(stack, "dave")  # the share dialog test adds dave to a PRD
     env = {**os.environ, "BASE_URL": stack.base_url, "CHROMIUM": CHROMIUM,
            "ARTIFACTS": str(ROOT / "test-artifacts" / "web")}
+    specs = sorted(str(p.relative_to(built_web)) for p in (built_web / "e2e").glob("*.spec.mjs"))
     result = subprocess.run(
-        ["node", "--test", "--test-concurrency=1", "--test-reporter=spec", "e2e/web.spec.mjs"],
-        cwd=built_web, env=env, capture_output=True, text=True, timeout=420,
+        ["node", "--test", "--test-concurrency=1", "--test-reporter=spec", *specs],
+        cwd=built_web, env=env, capture_output=True, text=True, timeout=900,
     )
     print(result.stdout[-20000:])
     print(result.stderr[-5000:])

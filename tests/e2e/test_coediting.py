@@ -76,6 +76,28 @@ def test_a_viewer_cannot_edit(client_factory: Factory, alice: Api, prd: dict[str
     assert after == before + "bob was here"
 
 
+def test_clients_in_sync_answering_with_known_deletions_are_not_editing(
+        client_factory: Factory, alice: Api, prd: dict[str, Any]) -> None:
+    """A step 2 carries the client's whole delete set: a viewer in sync is not refused (its client
+    would resend forever, "Saving..."), and an editor in sync is not stored as an author."""
+    writer = client_factory("alice")
+    writer.append("abc")
+    writer.flush()
+    writer.delete(len(writer.content()) - 1, 1)  # the document now has a deletion (the "c")
+    writer.flush()
+    viewer, editor = client_factory("carol"), client_factory("bob")
+    for client in (viewer, editor):
+        client.close()
+        client.connect()  # its step 2 answers the server's step 1 with the delete set it holds
+        client.resync()
+    time.sleep(1)  # an answer to a refused step 2 would have arrived by now
+    assert not viewer.errors and not editor.errors, (viewer.errors, editor.errors)
+    saved = alice.post(f"/api/prds/{prd['id']}/versions", {"name": "after sync", "message": "check authors"})
+    assert saved.status_code == 201, saved.text
+    assert "bob" not in saved.json().get("authors", []), saved.json()
+    assert server_markdown(alice, prd["id"]).endswith("ab")
+
+
 def test_offline_edits_upload_on_reconnect(client_factory: Factory, alice: Api, prd: dict[str, Any]) -> None:
     a, b = client_factory("alice"), client_factory("bob")
     b.close()  # the network drops

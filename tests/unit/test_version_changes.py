@@ -157,3 +157,15 @@ def test_a_malformed_version_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="not a version"):
         parse_version(bad)
     assert parse_version(" v10.0.1 ") == (10, 0, 1)
+
+
+def test_a_diff_marks_a_last_line_without_a_line_break_as_git_does() -> None:
+    """difflib alone glues an unterminated last line to the next one ("-old+old words")."""
+    from prdtool.versions.api import _unified
+
+    out = _unified("a\nold", "a\nold words\nmore\n", fromfile="v1/prd.md", tofile="v2/prd.md")
+    assert out.splitlines() == ["--- v1/prd.md", "+++ v2/prd.md", "@@ -1,2 +1,3 @@", " a", "-old",
+                                "\\ No newline at end of file", "+old words", "+more"]
+    both = _unified("x\ny", "x\nz")
+    assert both.endswith("-y\n\\ No newline at end of file\n+z\n\\ No newline at end of file\n")
+    assert _unified("same\n", "same\n") == ""

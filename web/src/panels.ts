@@ -1,9 +1,29 @@
 // The editor page's regions (see web/README.md): a left sidebar (navigation: the outline; later
 // search), the document in the middle, and a right-hand panel column where features add panels
-// (people now; AI suggestions, version history, import/export later) by calling registerPanel.
-import { h } from './dom'
+// (people, AI suggestions, version history, export) by calling registerPanel. Feature panels live in
+// src/features/<name>.ts and are loaded lazily (lazyPanel), so the editor's first screen stays small.
+import type * as Y from 'yjs'
+import type { EditorView } from '@codemirror/view'
+import type { Role } from './api'
+import { h, messageOf, notice } from './dom'
+import type { PrdProvider } from './provider'
 
-export interface PanelContext { prdId: string, role: string }
+export interface PanelContext {
+  prdId: string
+  title: string
+  username: string
+  /** The caller's role now (it may change while the editor is open: see onRole). */
+  role: () => Role
+  /** May the caller edit now (owner/editor, and access not removed)? */
+  canEdit: () => boolean
+  /** Called with the new role whenever it changes; returns an unsubscribe. */
+  onRole: (fn: (role: Role) => void) => () => void
+  doc: Y.Doc
+  ytext: Y.Text
+  view: EditorView
+  provider: PrdProvider
+}
+
 export interface Panel {
   id: string
   title: string
@@ -13,12 +33,42 @@ export interface Panel {
   mount: (body: HTMLElement, ctx: PanelContext) => (() => void) | undefined
 }
 
+/** What a feature module (src/features/<name>.ts) exports for lazyPanel. */
+export interface FeatureModule {
+  mount: (body: HTMLElement, ctx: PanelContext) => (() => void) | undefined
+}
+
 const registry: Panel[] = []
 
 export function registerPanel (panel: Panel): void {
   const at = registry.findIndex(p => p.id === panel.id)
   if (at >= 0) registry.splice(at, 1)
   registry.push(panel)
+}
+
+/** A panel whose code is a separate chunk, fetched when the panel mounts (after the editor is up). */
+export function lazyPanel (id: string, title: string, order: number, load: () => Promise<FeatureModule>,
+  region: Panel['region'] = 'panels'): Panel {
+  return {
+    id,
+    title,
+    region,
+    order,
+    mount: (body, ctx) => {
+      let cleanup: (() => void) | undefined
+      let disposed = false
+      body.setAttribute('aria-busy', 'true')
+      load().then(module => {
+        if (disposed) return
+        body.removeAttribute('aria-busy')
+        cleanup = module.mount(body, ctx)
+      }, error => {
+        body.removeAttribute('aria-busy')
+        body.replaceChildren(notice(`This panel could not be loaded: ${messageOf(error)}`))
+      })
+      return () => { disposed = true; cleanup?.() }
+    }
+  }
 }
 
 /** Mounts every registered panel of `region` into `host` (each a labelled <section>); returns a cleanup. */

@@ -349,7 +349,7 @@ def handle_message(session: Session, data: bytes, *, ack: Any = None) -> None:
     elif isinstance(message, SyncUpdate):
         _accept_update(session, message.update, data, ack=ack)
     elif isinstance(message, SyncStep2):  # a step 2 from one client is an update for the others
-        _accept_update(session, message.update, encode_message(SyncUpdate(message.update)), ack=ack)
+        _accept_update(session, message.update, encode_message(SyncUpdate(message.update)), ack=ack, step2=True)
     elif isinstance(message, Awareness):
         _relay_awareness(session, message)
     elif isinstance(message, QueryAwareness):
@@ -421,9 +421,28 @@ def _is_empty_update(update: bytes) -> bool:
     return update == b"\x00\x00"
 
 
-def _accept_update(session: Session, update: bytes, as_update_message: bytes, *, ack: Any) -> None:
-    if _is_empty_update(update):
-        _ack(session, ack)
+def _only_known_deletions(prd_id: str, update: bytes) -> bool:
+    """Does this update (no structs, only a delete set) delete nothing the document still has?
+
+    A client's sync step 2 carries its whole delete set whenever its document has deletions, so a
+    client that is merely in sync (a viewer too) answers the server's step 1 with them: that is no
+    edit, and must neither be refused as one (the viewer's client would resend it forever) nor stored
+    and credited to an author.  Checked on a copy of the document (once per connection: a step 2)."""
+    from pycrdt import Doc
+
+    from . import store
+
+    current = store.read(prd_id).doc.get_update()
+    copy: Doc[Any] = Doc()
+    copy.apply_update(current)
+    copy.apply_update(update)
+    return copy.get_update() == current
+
+
+def _accept_update(session: Session, update: bytes, as_update_message: bytes, *, ack: Any,
+                   step2: bool = False) -> None:
+    if _is_empty_update(update) or (step2 and update[:1] == b"\x00" and _only_known_deletions(session.prd_id, update)):
+        _ack(session, ack)  # (an update's first varint counts the clients whose structs follow: 0, none)
         return
     if not session.may_edit:
         role = session.role.value if session.role else "none"

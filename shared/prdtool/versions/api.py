@@ -38,6 +38,14 @@ def get_version(principal: Principal, prd_id: str, version: str) -> dict[str, An
     return {**record.to_json(), "markdown": service.read_markdown(record.markdown_key)}
 
 
+def _unified(old: str, new: str, fromfile: str = "", tofile: str = "") -> str:
+    """difflib's unified diff with git's ``\\ No newline at end of file`` after a last line that has no
+    line break (difflib writes it as is, gluing it to the line that follows: ``-old+new``)."""
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=fromfile,
+                                 tofile=tofile)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
 def diff(principal: Principal, prd_id: str, old: str, new: str) -> dict[str, Any]:
     """Unified diff of ``prd.md`` between two versions of one PRD, and what changed per section."""
     from ..settings import get_settings
@@ -45,9 +53,8 @@ def diff(principal: Principal, prd_id: str, old: str, new: str) -> dict[str, Any
     authorize(prd_id, principal, Action.READ)
     old_record, old_text = _version_text(prd_id, old)
     new_record, new_text = _version_text(prd_id, new)
-    unified = "".join(difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                           fromfile=f"v{old_record.version}/prd.md",
-                                           tofile=f"v{new_record.version}/prd.md"))
+    unified = _unified(old_text, new_text, fromfile=f"v{old_record.version}/prd.md",
+                       tofile=f"v{new_record.version}/prd.md")
     change = classify(old_text, new_text, Thresholds.from_settings(get_settings()))
     sections = []
     for item in change.changes:
@@ -57,7 +64,7 @@ def diff(principal: Principal, prd_id: str, old: str, new: str) -> dict[str, Any
             "title": item.section.title, "old_title": item.old.title if item.old is not None else None,
             "action": item.action, "summary": item.describe(), "words_added": item.added_words,
             "words_removed": item.removed_words,
-            "diff": "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True))),
+            "diff": _unified(before, after),
         })
     return {"from": old_record.version, "to": new_record.version, "kind": change.kind.value,
             "summary": change.summary(), "unified": unified, "sections": sections}

@@ -12,10 +12,11 @@ import { ApiError, accessTo, currentSession, freshToken, rememberPrdMeta, wsUrl,
 import { AutoSaver, STATE_TEXT, type SyncState } from '../autosave'
 import { h, messageOf, notice } from '../dom'
 import type { AppContext } from '../main'
-import { mountPanels, registerPanel } from '../panels'
+import { lazyPanel, mountPanels, registerPanel, type PanelContext } from '../panels'
 import { outline, userFor } from '../presence'
 import { PrdProvider } from '../provider'
 import { openShareDialog } from './share'
+import { followEditor, sectionIndexAt } from '../features/sections'
 
 const EDIT_ROLES = new Set<Role>(['owner', 'editor'])
 
@@ -198,8 +199,10 @@ function mount (root: HTMLElement, ctx: AppContext, prd: PrdMeta, username: stri
   cleanups.push(() => meta.unobserve(onMeta))
 
   // ---- role: read-only note, editability, owner actions
+  const roleListeners = new Set<(role: Role) => void>()
   function applyRole (next: Role, changed = false): void {
     role = next
+    roleListeners.forEach(fn => fn(next))
     rememberPrdMeta({ id: prd.id, title: prd.title, role })
     view.dispatch({ effects: access.reconfigure(accessExtensions()) })
     readOnlyNote.hidden = canEdit()
@@ -215,35 +218,64 @@ function mount (root: HTMLElement, ctx: AppContext, prd: PrdMeta, username: stri
   // ---- regions
   registerPanel({ id: 'outline', title: 'Outline', region: 'sidebar', order: 10, mount: body => mountOutline(body, ytext, view) })
   registerPanel({ id: 'people', title: 'People here', region: 'panels', order: 10, mount: body => mountPresence(body, provider, username) })
-  const panelCtx = { prdId: prd.id, role: prd.role }
+  // Feature panels: each a lazily loaded chunk (src/features/), fetched once the editor is up.
+  registerPanel(lazyPanel('ai', 'AI assistant', 20, async () => await import('../features/ai')))
+  registerPanel(lazyPanel('history', 'Version history', 30, async () => await import('../features/history')))
+  registerPanel(lazyPanel('export', 'Export', 40, async () => await import('../features/export')))
+  const panelCtx: PanelContext = {
+    prdId: prd.id,
+    title: prd.title,
+    username,
+    role: () => role,
+    canEdit,
+    onRole: fn => { roleListeners.add(fn); return () => roleListeners.delete(fn) },
+    doc,
+    ytext,
+    view,
+    provider
+  }
   cleanups.push(mountPanels('sidebar', sidebar, panelCtx), mountPanels('panels', panels, panelCtx))
 
   return () => cleanups.splice(0).reverse().forEach(fn => fn())
 }
 
-function mountOutline (body: HTMLElement, ytext: Y.Text, view: EditorView): () => void {
+function mountOutline (body: HTMLElement, _ytext: Y.Text, view: EditorView): () => void {
+  // The headings of the editor's text, rebuilt when their titles or levels change, and the section
+  // under the cursor marked aria-current="location" — at most once per frame (followEditor).
   const list = h('ol', { class: 'outline' })
   body.append(list)
-  let frame = 0
-  const update = (): void => {
-    frame = 0
-    const headings = outline(ytext.toString())
-    list.replaceChildren(...headings.map(heading => h('li', { class: `outline-l${heading.level}` },
-      h('button', {
-        type: 'button',
-        class: 'link-button',
-        onclick: () => {
-          const at = Math.min(heading.from, view.state.doc.length)
-          view.dispatch({ selection: { anchor: at }, effects: EditorView.scrollIntoView(at, { y: 'start', yMargin: 16 }) })
-          view.focus()
-        }
-      }, heading.text))))
+  let headings: ReturnType<typeof outline> = []
+  let shown: string | null = null
+  let buttons: HTMLButtonElement[] = []
+  let current = -1
+  const jump = (i: number): void => {
+    const at = Math.min(headings[i]?.from ?? 0, view.state.doc.length)
+    view.dispatch({ selection: { anchor: at }, effects: EditorView.scrollIntoView(at, { y: 'start', yMargin: 16 }) })
+    view.focus()
+  }
+  const rebuild = (): void => {
+    headings = outline(view.state.doc.toString())
+    const signature = headings.map(heading => `${heading.level} ${heading.text}`).join('\n')
+    if (signature === shown) return // same headings: only their offsets moved (jump reads them when clicked)
+    shown = signature
+    current = -1
+    buttons = headings.map((heading, i) => h('button', { type: 'button', class: 'link-button', onclick: () => jump(i) }, heading.text))
+    list.replaceChildren(...headings.map((heading, i) => h('li', { class: `outline-l${heading.level}` }, buttons[i])))
     if (headings.length === 0) list.append(h('li', { class: 'hint' }, 'Headings (# Title) appear here.'))
   }
-  const schedule = (): void => { if (frame === 0) frame = requestAnimationFrame(update) }
-  ytext.observe(schedule)
-  update()
-  return () => { ytext.unobserve(schedule); cancelAnimationFrame(frame) }
+  const mark = (): void => {
+    const at = sectionIndexAt(headings, view.state.selection.main.head)
+    if (at === current) return
+    buttons[current]?.removeAttribute('aria-current')
+    buttons[at]?.setAttribute('aria-current', 'location')
+    current = at
+  }
+  rebuild()
+  mark()
+  return followEditor(view, docChanged => {
+    if (docChanged) rebuild()
+    mark()
+  })
 }
 
 function mountPresence (body: HTMLElement, provider: PrdProvider, username: string): () => void {

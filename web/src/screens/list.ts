@@ -1,7 +1,11 @@
 import { api, type PrdSummary, type Template } from '../api'
 import { h, messageOf, notice } from '../dom'
+import type { Importer } from '../features/import'
+import '../features/import.css' // the import controls are part of this screen (the import's logic is a lazy chunk)
 import type { AppContext } from '../main'
 
+/** What the import takes (prdtool.imports.sniff.EXTENSIONS; features/import.ts checks it again). */
+export const IMPORT_ACCEPT = '.docx,.docm,.pdf,.md,.markdown,.txt,.html,.htm,.xhtml'
 const ROLE_TEXT: Record<string, string> = { owner: 'Owner', editor: 'Editor', commenter: 'Commenter', viewer: 'Viewer' }
 
 /** Whether a PRD matches the filter: every word of the query appears in its title (case-insensitive). */
@@ -10,7 +14,9 @@ export function matches (title: string, query: string): boolean {
   return query.toLocaleLowerCase().split(/\s+/).filter(Boolean).every(word => haystack.includes(word))
 }
 
-export function renderList (root: HTMLElement, ctx: AppContext): undefined {
+/** Renders / (the PRD list, "New PRD" and the import); returns a cleanup (an import being followed stops). */
+export function renderList (root: HTMLElement, ctx: AppContext): () => void {
+  let disposed = false
   const filter = h('input', { id: 'prd-filter', type: 'search', placeholder: 'Type to filter by title', autocomplete: 'off' })
   const list = h('ul', { class: 'prd-list', 'aria-label': 'Your PRDs' })
   const count = h('p', { class: 'hint', role: 'status' })
@@ -47,19 +53,106 @@ export function renderList (root: HTMLElement, ctx: AppContext): undefined {
       error => createStatus.append(notice(messageOf(error))))
   })
 
-  root.append(h('div', { class: 'list-page' },
+  // Import a document: the controls beside "New PRD", progress and the report above the list, the
+  // whole page as the drop zone. The work (checks, upload, polling, report) is features/import.ts, a
+  // chunk loaded when a file is picked or dragged over the page: the list itself loads nothing more.
+  const fileInput = h('input', { type: 'file', id: 'import-file', accept: IMPORT_ACCEPT, hidden: true, 'aria-label': 'Document to import' })
+  const pick = h('button', { type: 'button', class: 'button primary', id: 'import-pick', 'aria-describedby': 'import-help' }, 'Import a document')
+  const importName = h('input', { id: 'import-name', maxlength: 200, autocomplete: 'off', 'aria-describedby': 'import-name-hint' })
+  const importDraft = h('input', { type: 'checkbox', id: 'import-draft', checked: true })
+  const importStatus = h('div', { class: 'import-form-status' })
+  const importCard = h('section', { class: 'card import-card', 'aria-labelledby': 'import-heading' },
+    h('h2', { id: 'import-heading' }, 'Import from a file'),
+    h('div', { class: 'field' },
+      h('label', { for: 'import-name' }, 'Name of the new PRD (optional)'),
+      importName,
+      h('p', { class: 'hint', id: 'import-name-hint' }, 'Leave it empty to use the document\'s own heading.')),
+    h('div', { class: 'import-check' }, importDraft, h('label', { for: 'import-draft' }, 'Draft missing sections with AI')),
+    importStatus,
+    pick,
+    fileInput,
+    h('p', { class: 'hint', id: 'import-help' }, 'Word (.docx), PDF, Markdown (.md) or HTML, up to 20 MB. You can also drop the file on this page.'))
+  const importOutput = h('div', { class: 'import-output' })
+  const page = h('div', { class: 'list-page import-drop-zone' },
     h('section', { class: 'prds', 'aria-labelledby': 'prds-heading' },
       h('h1', { id: 'prds-heading' }, 'Your PRDs'),
+      importOutput,
       h('div', { class: 'field' }, h('label', { for: 'prd-filter' }, 'Filter PRDs'), filter),
       count, status, list),
-    create))
+    h('div', { class: 'list-side' }, create, importCard),
+    h('div', { class: 'import-drop-hint', 'aria-hidden': 'true' }, h('p', {}, 'Drop the document to import it')))
+  root.append(page)
 
-  api.listPrds().then(items => {
-    prds = items.sort((a, b) => a.title.localeCompare(b.title))
-    show()
-  }, error => status.append(notice(messageOf(error))))
+  let importer: Importer | null = null
+  let importerLoading: Promise<Importer> | null = null
+  const loadImporter = (): Promise<Importer> => {
+    importerLoading ??= import('../features/import').then(module => {
+      importer = module.createImporter({ output: importOutput, status: importStatus, button: pick, onImported: () => { if (!disposed) load() } })
+      if (disposed) importer.dispose()
+      return importer
+    })
+    importerLoading.catch(() => { importerLoading = null }) // a later attempt may load it
+    return importerLoading
+  }
+  const importFile = (file: File): void => {
+    loadImporter().then(found => {
+      if (!disposed) found.start(file, { name: importName.value, draftMissing: importDraft.checked })
+    }, error => { if (!disposed) importStatus.replaceChildren(notice(`Importing is not available: ${messageOf(error)}`)) })
+  }
+  pick.addEventListener('click', () => {
+    if (importer?.running === true) importStatus.replaceChildren(notice('An import is already running: wait until it is finished.'))
+    else fileInput.click()
+  })
+  fileInput.addEventListener('change', () => {
+    const file = fileInput.files?.[0]
+    fileInput.value = '' // the same file may be picked again
+    if (file !== undefined) importFile(file)
+  })
+  // drag and drop: dragover must be answered at once (or there is no drop), so these stay here
+  let dragDepth = 0
+  const hasFiles = (event: DragEvent): boolean => [...(event.dataTransfer?.types ?? [])].includes('Files')
+  page.addEventListener('dragenter', event => {
+    if (!hasFiles(event)) return
+    event.preventDefault()
+    dragDepth++
+    page.classList.add('import-drop-active')
+    void loadImporter().catch(() => {}) // fetched while the file is on its way
+  })
+  page.addEventListener('dragover', event => {
+    if (!hasFiles(event)) return
+    event.preventDefault()
+    if (event.dataTransfer !== null) event.dataTransfer.dropEffect = 'copy'
+  })
+  page.addEventListener('dragleave', event => {
+    if (!hasFiles(event)) return
+    dragDepth = Math.max(0, dragDepth - 1)
+    if (dragDepth === 0) page.classList.remove('import-drop-active')
+  })
+  page.addEventListener('drop', event => {
+    const files = event.dataTransfer?.files
+    if (files === undefined || files.length === 0) return
+    event.preventDefault()
+    dragDepth = 0
+    page.classList.remove('import-drop-active')
+    if (files.length > 1) importStatus.replaceChildren(notice('Drop one document at a time.'))
+    else importFile(files[0])
+  })
+
+  const load = (): void => {
+    api.listPrds().then(items => {
+      if (disposed) return
+      prds = items.sort((a, b) => a.title.localeCompare(b.title))
+      status.replaceChildren()
+      show()
+    }, error => { if (!disposed) status.replaceChildren(notice(messageOf(error))) })
+  }
+  load()
   api.templates().then((templates: Template[]) => {
     template.replaceChildren(...templates.map(t => h('option', { value: t.id }, t.id === 'blank' ? 'Blank' : `Template: ${t.name}`)))
   }, () => {})
-  return undefined
+
+  return () => {
+    disposed = true
+    importer?.dispose()
+  }
 }
