@@ -13,6 +13,7 @@
     python -m scripts.bench web-latency        # keystroke -> peer browser latency, time to interactive editor
     python -m scripts.bench versions           # version cut time at 10/100/1000 versions, git clone, list, diff
     python -m scripts.bench ai                 # AI drafting: overhead per chunk, time to first chunk, posts
+    python -m scripts.bench web-panels         # AI first chunk -> painted, history of 1,000 versions (browser)
     python -m scripts.bench transfers          # import and export of 10/50/200-page documents: time, memory
 
 Several names may be given at once; the co-editing benchmarks then share one local stack.
@@ -30,8 +31,8 @@ from typing import Any
 
 from . import imports
 
-NAMES = ("imports", "hostile", "security", "versions", "ai", "transfers", "audit", "web-latency", "collab-latency",
-         "collab-calls", "cost", "collab-open")
+NAMES = ("imports", "hostile", "security", "versions", "ai", "transfers", "web-panels", "audit", "web-latency",
+         "collab-latency", "collab-calls", "cost", "collab-open")
 
 
 def _section(title: str, body: str, started: float, command: str) -> None:
@@ -90,7 +91,14 @@ def main(argv: list[str] | None = None) -> None:
         started = time.monotonic()
         _section("Imports and exports: time and peak memory for 10-, 50- and 200-page documents", transfers.main(),
                  started, "python -m scripts.bench transfers")
-    collab = [n for n in chosen if n not in ("imports", "hostile", "security", "versions", "ai", "transfers")]
+    if "web-panels" in chosen:
+        from . import web_panels
+
+        started = time.monotonic()
+        _section("Web client panels: AI first chunk → painted, history of 1,000 versions", web_panels.main(),
+                 started, "python -m scripts.bench web-panels")
+    collab = [n for n in chosen if n not in ("imports", "hostile", "security", "versions", "ai", "transfers",
+                                             "web-panels")]
     if collab:
         _run_collab(collab, args.history)
     print(f"<!-- total {time.monotonic() - began:.0f} s -->")

@@ -68,6 +68,9 @@ def report(data: dict[str, Any]) -> str:
         f"| first screen (/login) JS + CSS, gzip | {size['first_screen_js_gz'] / 1024:.1f} KiB JS "
         f"+ {size['first_screen_css_gz'] / 1024:.1f} KiB CSS (budget {size['budget_js_gz'] / 1024:.0f} KiB JS) |",
         f"| editor chunk (loaded on /prds/<id> only), gzip | {size['editor_js_gz'] / 1024:.1f} KiB |",
+        "| feature chunks (loaded when used), JS + CSS gzip | "
+        + (", ".join(f"{name} {n / 1024:.1f} KiB" for name, n in sorted(size.get("features_gz", {}).items()))
+           or "none") + " |",
     ]
     return "\n".join(rows) + (
         f"\n\nTwo Chromium contexts on one machine, one keystroke every {data['interval_ms']} ms "
