@@ -228,7 +228,7 @@ describe('export from the editor', () => {
   let prd
   before(async () => { prd = await sharedPrd('Export me', '# Export me\n\n## Problem\n\nCarts vanish.\n\n## Goals\n\n- Keep carts\n') })
 
-  const panel = page => page.locator('.panel-export')
+  const panel = page => page.locator('#panel-export-body') // (its heading is a button named "Export" too: it folds the panel)
   const latest = page => panel(page).locator('.export-result').first()
 
   async function exportAs (page, format, version) {

@@ -314,6 +314,24 @@ describe('failed saves', () => {
 })
 
 describe('quality', () => {
+  it('folds a panel away from its heading, by keyboard, and remembers it on this device', async () => {
+    const { id } = await sharedPrd('Folding panels', '# Folding\n\n## Part\n\nText.\n')
+    const { page } = await person('bob', `/prds/${id}`)
+    await openEditor(page, id)
+    const toggle = page.getByRole('button', { name: 'Version history', exact: true })
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'true')
+    await toggle.focus()
+    await page.keyboard.press('Enter')
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'false')
+    assert.equal(await page.locator('#panel-history-body').isHidden(), true)
+    await page.reload()
+    await openEditor(page, id)
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'false', 'remembered after a reload')
+    await toggle.click()
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'true')
+    assert.equal(await page.locator('#panel-history-body').isVisible(), true)
+  })
+
   it('runs under a Content-Security-Policy that refuses injected scripts and foreign loads', async () => {
     const { page } = await visitor()
     const response = await page.goto(`${BASE_URL}/login`)

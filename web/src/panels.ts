@@ -71,12 +71,44 @@ export function lazyPanel (id: string, title: string, order: number, load: () =>
   }
 }
 
-/** Mounts every registered panel of `region` into `host` (each a labelled <section>); returns a cleanup. */
+const collapsedKey = (id: string): string => `prdtool:panel:${id}:collapsed`
+
+function isCollapsed (id: string): boolean {
+  try { return localStorage.getItem(collapsedKey(id)) === '1' } catch { return false }
+}
+
+function remember (id: string, collapsed: boolean): void {
+  try {
+    if (collapsed) localStorage.setItem(collapsedKey(id), '1')
+    else localStorage.removeItem(collapsedKey(id))
+  } catch { /* storage unavailable: the choice lasts for this page only */ }
+}
+
+/**
+ * Mounts every registered panel of `region` into `host` (each a labelled <section> whose heading is a
+ * button that folds it away — remembered per panel on this device); returns a cleanup. A folded panel
+ * is still mounted (it keeps following the document), only hidden.
+ */
 export function mountPanels (region: Panel['region'], host: HTMLElement, ctx: PanelContext): () => void {
   const cleanups = registry.filter(p => p.region === region).sort((a, b) => a.order - b.order).map(panel => {
-    const body = h('div', { class: 'panel-body' })
-    host.append(h('section', { class: `panel panel-${panel.id}`, 'aria-labelledby': `panel-${panel.id}-heading` },
-      h('h2', { id: `panel-${panel.id}-heading`, class: 'panel-title' }, panel.title), body))
+    const bodyId = `panel-${panel.id}-body`
+    const body = h('div', { class: 'panel-body', id: bodyId })
+    const toggle = h('button', { type: 'button', class: 'panel-toggle', 'aria-controls': bodyId }, panel.title,
+      h('span', { class: 'panel-chevron', 'aria-hidden': 'true' }))
+    const section = h('section', { class: `panel panel-${panel.id}`, 'aria-labelledby': `panel-${panel.id}-heading` },
+      h('h2', { id: `panel-${panel.id}-heading`, class: 'panel-title' }, toggle), body)
+    const show = (collapsed: boolean): void => {
+      body.hidden = collapsed
+      toggle.setAttribute('aria-expanded', String(!collapsed))
+      section.classList.toggle('panel-collapsed', collapsed)
+    }
+    toggle.addEventListener('click', () => {
+      const collapsed = !body.hidden
+      show(collapsed)
+      remember(panel.id, collapsed)
+    })
+    show(isCollapsed(panel.id))
+    host.append(section)
     return panel.mount(body, ctx)
   })
   return () => cleanups.forEach(fn => fn?.())
