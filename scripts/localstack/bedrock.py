@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -210,15 +211,18 @@ class FakeBedrock(LoopServer):
         host: str = "127.0.0.1",
         port: int = 0,
         models: Sequence[str] | None = None,
+        echo_delay: float = 0.0,
     ) -> None:
+        """``echo_delay``: seconds between the echoed deltas (a person can watch an echo stream in)."""
         super().__init__(host=host, port=port)
+        self._echo = dataclasses.replace(ECHO, delay=echo_delay)
         self.region = region
         # When set, other model ids are refused as Bedrock does: 400 ValidationException "The provided
         # model identifier is invalid."
         self.models = tuple(models) if models is not None else None
         self._lock = threading.Lock()
         self._scripts: list[Script] = []
-        self._last = ECHO  # repeated once the queue is empty
+        self._last = self._echo  # repeated once the queue is empty
         self._requests: list[ReceivedRequest] = []
         if script is not None:
             self.push(*([script] if isinstance(script, Script) else script))
@@ -233,7 +237,7 @@ class FakeBedrock(LoopServer):
         """Forget the queued scripts: the next requests are echoed (a test's scripts end with it)."""
         with self._lock:
             self._scripts.clear()
-            self._last = ECHO
+            self._last = self._echo
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -252,7 +256,7 @@ class FakeBedrock(LoopServer):
             if self._scripts:
                 self._last = self._scripts.pop(0)
             script = self._last
-        return echo_answer(body) if script.echo else script
+        return dataclasses.replace(echo_answer(body), delay=script.delay) if script.echo else script
 
     @staticmethod
     def _error(status: int, error_type: str, message: str) -> web.Response:
@@ -406,8 +410,9 @@ def _elapsed_ms(started: float) -> int:
 
 @contextlib.contextmanager
 def serve_bedrock(
-    script: Script | Sequence[Script] | None = None, *, region: str = "us-east-1", models: Sequence[str] | None = None
+    script: Script | Sequence[Script] | None = None, *, region: str = "us-east-1", models: Sequence[str] | None = None,
+    echo_delay: float = 0.0,
 ) -> Iterator[FakeBedrock]:
     """Run a :class:`FakeBedrock` for the block; its base URL is ``.url``."""
-    with FakeBedrock(script, region=region, models=models) as fake:
+    with FakeBedrock(script, region=region, models=models, echo_delay=echo_delay) as fake:
         yield fake

@@ -31,8 +31,9 @@ TEST_FUNCTION_ENV = {
 @pytest.fixture(scope="session")
 def fake_bedrock() -> Iterator[FakeBedrock]:
     """The stack's AI provider: Bedrock through boto3, against a local endpoint speaking Bedrock's
-    event-stream wire format (echoes unless a test pushes scripts; push ECHO last to restore)."""
-    with serve_bedrock() as fake:
+    event-stream wire format (echoes unless a test pushes scripts; push ECHO last to restore).  The echo
+    streams a word every 10 ms, so a browser test can watch it stream and stop it."""
+    with serve_bedrock(echo_delay=0.01) as fake:
         yield fake
 
 

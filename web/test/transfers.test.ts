@@ -148,6 +148,8 @@ describe('import: report view model', () => {
     expect(awaitingAi(bare, false)).toBe(false) // not asked for
     expect(awaitingAi({ report: { ...result.report, missing: [] } }, true)).toBe(false) // nothing to draft
     expect(awaitingAi({ ...bare, aiNote: 'no gaps the AI sees' }, true)).toBe(false)
+    expect(awaitingAi({ ...bare, aiDraft: 'pending' }, false)).toBe(true) // the server says so
+    expect(awaitingAi({ ...bare, aiDraft: 'off' }, true)).toBe(false)
     expect(reportView(bare, true).ai).toEqual({ started: false, pending: true, text: AI_PENDING_TEXT })
   })
 
@@ -193,6 +195,8 @@ describe('export: links, expiry, results', () => {
     expect(ready).toMatchObject({ state: 'ready', kind: 'file', fileName: 'Saved-carts-v1.0.0.pdf', linkText: 'Download Saved-carts-v1.0.0.pdf', warnings: ['no CJK font'] })
     const notice = resultView({ type: 'export.ready', format: 'docx', url: url.replace('.pdf', '.docx') })
     expect(notice).toMatchObject({ state: 'ready', kind: 'file', fileName: 'Saved-carts-v1.0.0.docx', expiry: null, warnings: [] })
+    const named = resultView({ status: 'done', format: 'pdf', url, filename: 'Saved carts v1.0.0.pdf' })
+    expect(named).toMatchObject({ fileName: 'Saved carts v1.0.0.pdf' }) // the server's name wins over the link's
     const page = resultView({ status: 'done', format: 'confluence', url: 'https://acme.atlassian.net/wiki/spaces/PRD/pages/1', pageVersion: 3 })
     expect(page).toMatchObject({ state: 'ready', kind: 'confluence', linkText: 'Open in Confluence', pageVersion: 3 })
     expect(resultView({ status: 'queued', format: 'pdf' })).toEqual({ state: 'running', text: 'Waiting in the queue…' })

@@ -28,6 +28,8 @@ export interface ExportBody {
   format?: string
   version?: string | null
   url?: string
+  /** The file's name (newer servers; else read from the link's path). */
+  filename?: string | null
   expiresAt?: number
   expired?: boolean
   warnings?: string[]
@@ -118,7 +120,8 @@ export function resultView (body: Partial<ExportBody> & { status?: string, type?
   if (format === 'confluence') {
     return { state: 'ready', kind: 'confluence', url: body.url, linkText: 'Open in Confluence', pageVersion: body.pageVersion ?? null, warnings }
   }
-  const fileName = fileNameOf(body.url) ?? `export.${format}`
+  const fileName = (typeof body.filename === 'string' && body.filename !== '' ? body.filename : null) ??
+    fileNameOf(body.url) ?? `export.${format}`
   return {
     state: 'ready',
     kind: 'file',

@@ -142,6 +142,8 @@ export interface ImportStatus {
   report?: ImportReport
   aiJobId?: string
   aiNote?: string
+  /** The server's word on the AI draft (absent from older servers: then it is inferred). */
+  aiDraft?: 'pending' | 'started' | 'skipped' | 'off'
   error?: { code?: string, message?: string }
 }
 
@@ -170,7 +172,8 @@ const listText = (items: string[]): string =>
 /** Whether the import is done but the AI draft it asked for is not recorded yet: the worker starts
  * the AI job after marking the import done, so `aiJobId` (or `aiNote`, why there is none) comes a
  * moment later. */
-export function awaitingAi (result: Pick<ImportStatus, 'report' | 'aiJobId' | 'aiNote'>, draftMissing: boolean): boolean {
+export function awaitingAi (result: Pick<ImportStatus, 'report' | 'aiJobId' | 'aiNote' | 'aiDraft'>, draftMissing: boolean): boolean {
+  if (result.aiDraft !== undefined) return result.aiDraft === 'pending'
   return draftMissing && (result.report?.missing?.length ?? 0) > 0 &&
     (result.aiJobId ?? '') === '' && (result.aiNote ?? '') === ''
 }
