@@ -58,6 +58,17 @@ def _settle(prd_id: str, timeout: float = 300) -> float:
     return time.monotonic() - started
 
 
+def new_prd_with_v1(api: Api, token: str, title: str) -> str:
+    """A new PRD of the caller's, once its v1.0.0 exists (cut right after creation)."""
+    prd_id = str(api.call("POST", "/api/prds", {"title": title, "markdown": f"# {title}\n"}, token)["id"])
+    deadline = time.monotonic() + 60
+    while not api.call("GET", f"/api/prds/{prd_id}/versions", token=token)["items"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no v1.0.0 within 60 s")
+        time.sleep(0.2)
+    return prd_id
+
+
 def _cut(prd_id: str) -> Any:
     from prdtool.versions import service
 
@@ -68,13 +79,7 @@ def run() -> str:
     with bench_stack() as stack:
         api = Api(stack.base_url)
         token = api.login("alice")
-        prd_id = str(api.call("POST", "/api/prds", {"title": "Versions bench", "markdown": "# Versions bench\n"},
-                              token)["id"])
-        deadline = time.monotonic() + 60
-        while not api.call("GET", f"/api/prds/{prd_id}/versions", token=token)["items"]:
-            if time.monotonic() > deadline:
-                raise RuntimeError("no v1.0.0 within 60 s")
-            time.sleep(0.2)
+        prd_id = new_prd_with_v1(api, token, "Versions bench")
         rows: list[str] = []
         clones: dict[int, tuple[float, int, str]] = {}
         with bind_to(stack, "VersionFunction"), contextlib.redirect_stdout(io.StringIO()):  # EMF lines

@@ -28,20 +28,14 @@ import time
 from typing import Any
 
 from scripts.bench.collab_calls import Api, bench_stack, bind_to
-from scripts.bench.versions import _cut, _edit, _settle
+from scripts.bench.versions import _cut, _edit, _settle, new_prd_with_v1
 from scripts.bench.web_latency import ROOT, WEB
 
 VERSIONS = 1000
 
 
 def _history_prd(stack: Any, api: Api, token: str) -> str:
-    prd_id = str(api.call("POST", "/api/prds", {"title": "History bench", "markdown": "# History bench\n"},
-                          token)["id"])
-    deadline = time.monotonic() + 60
-    while not api.call("GET", f"/api/prds/{prd_id}/versions", token=token)["items"]:
-        if time.monotonic() > deadline:
-            raise RuntimeError("no v1.0.0 within 60 s")
-        time.sleep(0.2)
+    prd_id = new_prd_with_v1(api, token, "History bench")
     with bind_to(stack, "VersionFunction"), contextlib.redirect_stdout(io.StringIO()):  # EMF lines
         for n in range(1, VERSIONS):
             _edit(prd_id, n)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,3 +208,43 @@ def remember_confluence_page(prd_id: str, *, owner: str, page_id: str, page_url:
     now = now_ms()
     TransferItem(id=_page_key(prd_id), kind="confluence-page", owner=owner, status=DONE, created_at=now,
                  updated_at=now, prd_id=prd_id, page_id=page_id, page_url=page_url, page_version=version).save()
+
+
+STALE_MS = 15 * 60 * 1000  # a run that has not moved for this long lost its worker (Lambda's limit)
+
+
+def run(transfer_id: str, kind: str, work: Callable[[Transfer], Transfer], tell: Callable[[Transfer], None],
+        metric: str) -> str:
+    """One queued transfer, as its worker runs it (the import and export workers share this):
+    skip what does not exist, is finished or is being run by another delivery; ``work`` it; fail it
+    with the domain error's reason (or an internal error, logged); tell the owner either way.  Metrics
+    ``<metric>Done`` / ``<metric>Failed``.  Returns what happened, for the batch's log."""
+    from .errors import DomainError
+    from .observability import MetricUnit, logger, metrics
+
+    try:
+        found = get(transfer_id, kind)
+    except DomainError:
+        logger.warning("a transfer on the queue does not exist", extra={"transfer_id": transfer_id, "kind": kind})
+        return "missing"
+    if found.status in (DONE, FAILED):
+        return "skipped"
+    try:
+        running = start(transfer_id, stale_before=now_ms() - STALE_MS)
+    except Conflict:
+        return "skipped"  # another delivery is on it
+    try:
+        done = work(running)
+    except DomainError as err:
+        failed = fail(transfer_id, err.code, err.message)
+    except Exception:
+        logger.exception("a transfer failed", extra={"transfer_id": transfer_id, "kind": kind})
+        failed = fail(transfer_id, "internal_error",
+                      f"the {kind} failed on our side; it has been logged. Please try again")
+    else:
+        tell(done)
+        metrics.add_metric(name=f"{metric}Done", unit=MetricUnit.Count, value=1)
+        return "done"
+    tell(failed)
+    metrics.add_metric(name=f"{metric}Failed", unit=MetricUnit.Count, value=1)
+    return "failed"

@@ -15,40 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import transfers
-from ..errors import Conflict, DomainError
-from ..observability import MetricUnit, logger, metrics
+from ..errors import Conflict
+from ..observability import logger
 from ..settings import get_settings
-
-STALE_MS = 15 * 60 * 1000
 
 
 def handle(export_id: str) -> str:
-    try:
-        found = transfers.get(export_id, transfers.EXPORT)
-    except DomainError:
-        return "missing"
-    if found.status in (transfers.DONE, transfers.FAILED):
-        return "skipped"
-    try:
-        running = transfers.start(export_id, stale_before=transfers.now_ms() - STALE_MS)
-    except Conflict:
-        return "skipped"
-    try:
-        done = _render(running)
-    except DomainError as err:
-        failed = transfers.fail(export_id, err.code, err.message)
-        _tell(failed)
-        return "failed"
-    except Exception:
-        logger.exception("an export failed", extra={"export_id": export_id})
-        failed = transfers.fail(export_id, "internal_error",
-                                "the export failed on our side; it has been logged. Please try again")
-        _tell(failed)
-        metrics.add_metric(name="ExportsFailed", unit=MetricUnit.Count, value=1)
-        return "failed"
-    _tell(done)
-    metrics.add_metric(name="ExportsDone", unit=MetricUnit.Count, value=1)
-    return "done"
+    return transfers.run(export_id, transfers.EXPORT, _render, _tell, "Exports")
 
 
 def _slug(title: str) -> str:

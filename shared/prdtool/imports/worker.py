@@ -15,46 +15,18 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .. import transfers
-from ..errors import Conflict, DomainError
-from ..observability import MetricUnit, logger, metrics
+from ..errors import DomainError
+from ..observability import logger
 from ..settings import get_settings
 
 if TYPE_CHECKING:
     from .extract import Extracted
 
-STALE_MS = 15 * 60 * 1000  # a run that has not moved for this long lost its worker (Lambda's limit)
-
 
 def handle(import_id: str) -> str:
-    try:
-        found = transfers.get(import_id, transfers.IMPORT)
-    except DomainError:
-        logger.warning("an import on the queue does not exist", extra={"import_id": import_id})
-        return "missing"
-    if found.status in (transfers.DONE, transfers.FAILED):
-        return "skipped"
-    try:
-        running = transfers.start(import_id, stale_before=transfers.now_ms() - STALE_MS)
-    except Conflict:
-        return "skipped"  # another delivery is on it
-    try:
-        done = _convert(running)
-    except DomainError as err:
-        failed = transfers.fail(import_id, err.code, err.message)
-        _tell(failed, "import.failed")
-        metrics.add_metric(name="ImportsFailed", unit=MetricUnit.Count, value=1)
-        return "failed"
-    except Exception:
-        logger.exception("an import failed", extra={"import_id": import_id})
-        failed = transfers.fail(import_id, "internal_error",
-                                "the import failed on our side; it has been logged. Please try again")
-        _tell(failed, "import.failed")
-        metrics.add_metric(name="ImportsFailed", unit=MetricUnit.Count, value=1)
-        return "failed"
-    done = _draft_missing(done)
-    _tell(done, "import.done")
-    metrics.add_metric(name="ImportsDone", unit=MetricUnit.Count, value=1)
-    return "done"
+    return transfers.run(import_id, transfers.IMPORT, lambda t: _draft_missing(_convert(t)),
+                         lambda t: _tell(t, "import.done" if t.status == transfers.DONE else "import.failed"),
+                         "Imports")
 
 
 def _draft_missing(transfer: transfers.Transfer) -> transfers.Transfer:
