@@ -136,17 +136,21 @@ def make_s3_conditional_writes_atomic() -> None:
 
 _dynamodb_lock = threading.RLock()
 _DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
+# Moto applies an update's actions one by one to the stored item, so an unlocked read can see half of it
+# (a job "running" without its lease yet); in AWS a read sees an item before or after a write, never within.
+_DYNAMODB_READS = ("get_item", "batch_get_item", "query", "scan", "transact_get_items")
 _journal: JournalWriter | None = None  # set by install_journal
 
 
 def make_dynamodb_writes_atomic() -> None:
-    """Patch moto (in this process) so each DynamoDB write is atomic, as in AWS. Idempotent.
+    """Patch moto (in this process) so each DynamoDB write is atomic, as in AWS, and each read sees whole
+    items (never one half-way through a write). Idempotent.
 
     Once :func:`install_journal` has run, each successful write is also journaled under the lock.
     """
     from moto.dynamodb.responses import DynamoHandler
 
-    for name in _DYNAMODB_WRITES:
+    for name in _DYNAMODB_WRITES + _DYNAMODB_READS:
         original = getattr(DynamoHandler, name)
         # Not ``__wrapped__``: moto's own decorators set it (put_item and delete_item have it), which
         # once made this skip them, leaving those two writes unlocked (and now, unjournaled).
@@ -157,7 +161,7 @@ def make_dynamodb_writes_atomic() -> None:
             with _dynamodb_lock:
                 response = _original(self)  # raises on any refusal: then nothing changed
                 journal = _journal
-                if journal is not None and journal.active:
+                if journal is not None and journal.active and _name in _DYNAMODB_WRITES:
                     journal.append(lambda: _dynamodb_images(self, _name))
                 return response
 

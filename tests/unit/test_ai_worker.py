@@ -8,6 +8,7 @@ The fixture and helpers here are shared with tests/unit/test_ai_service.py.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -433,6 +434,22 @@ def test_a_job_whose_worker_died_is_failed_as_interrupted_and_its_slot_freed(ai:
     assert ai.notices(job.job_id) == ["failed"]
     queued(prd)  # the slot is free again
     assert worker.handle(job.job_id) == "skipped"  # a later redelivery changes nothing
+
+
+def test_a_read_that_raced_the_start_never_fails_the_live_job(ai: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A redelivery whose read shows the job running without a live lease (read before the start's
+    write landed whole) leaves it alone: the lease check is in the failing write itself."""
+    prd = make_prd(START)
+    ai.provider = provider = Scripted(["- One risk."])
+    job = queued(prd)
+    jobs.start(job.job_id, worker="live#1", lease_ms=60_000, provider="scripted", model="scripted-1")
+    stale = dataclasses.replace(jobs.get(job.job_id), lease_until=None)
+    with monkeypatch.context() as patch:
+        patch.setattr(jobs, "get", lambda job_id: stale)
+        assert worker.handle(job.job_id) == "skipped"
+    after = jobs.get(job.job_id)
+    assert (after.status, after.lease, after.error_code) == ("running", "live#1", None)
+    assert provider.calls == 0 and ai.frames("c-alice", job.job_id) == []
 
 
 def test_on_sqs_reports_only_the_messages_to_retry(ai: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:

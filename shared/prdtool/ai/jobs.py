@@ -334,8 +334,13 @@ def finish(job_id: str, *, worker: str, output: str, seq: int, input_tokens: int
 
 
 def fail(job_id: str, *, code: str, message: str, output: str | None = None, seq: int | None = None,
-         worker: str | None = None, from_states: tuple[str, ...] = (QUEUED, RUNNING)) -> Job:
-    """→ failed with a message a person can act on (only from a generating state)."""
+         worker: str | None = None, from_states: tuple[str, ...] = (QUEUED, RUNNING),
+         lease_expired_before: int | None = None) -> Job:
+    """→ failed with a message a person can act on (only from a generating state).
+
+    ``lease_expired_before`` fails a job only if its lease really ran out before that instant: the check is
+    in the write, so a read that raced the worker's start or checkpoint never fails a live job.
+    """
     actions = [JobItem.status.set(FAILED), JobItem.error_code.set(code), JobItem.error_message.set(message),
                JobItem.finished_at.set(now_ms()), JobItem.lease.remove(), JobItem.lease_until.remove()]
     if output is not None:
@@ -345,6 +350,8 @@ def fail(job_id: str, *, code: str, message: str, output: str | None = None, seq
     condition = JobItem.status.is_in(*from_states)
     if worker is not None:
         condition = condition & (JobItem.lease == worker)
+    if lease_expired_before is not None:
+        condition = condition & (JobItem.lease_until < lease_expired_before)
     return _update(job_id, actions, condition, "the job is no longer generating")
 
 

@@ -148,15 +148,18 @@ RUNNING_GRACE_MS = 60 * 1000
 def _settle_abandoned(job: jobs.Job) -> jobs.Job:
     """Fail a job that can no longer finish, as it is read (so its slot frees and the person hears)."""
     now = jobs.now_ms()
+    expired: int | None = None
     if job.status == jobs.QUEUED and job.created_at < now - QUEUED_GIVE_UP_MS:
         code, message, worker = "unavailable", "the AI job was never started; please ask again", None
     elif job.status == jobs.RUNNING and (job.lease_until or 0) < now - RUNNING_GRACE_MS:
         code, message, worker = "interrupted", "the AI job was interrupted before it finished; please ask again", \
             job.lease
+        expired = now - RUNNING_GRACE_MS
     else:
         return job
     try:
-        failed = jobs.fail(job.job_id, code=code, message=message, worker=worker, from_states=(job.status,))
+        failed = jobs.fail(job.job_id, code=code, message=message, worker=worker, from_states=(job.status,),
+                           lease_expired_before=expired)
     except jobs.StateConflict:
         return jobs.get(job.job_id)
     jobs.release_slot(failed)

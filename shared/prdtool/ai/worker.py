@@ -47,13 +47,15 @@ def handle(job_id: str) -> str:
         logger.warning("an AI job on the queue does not exist", extra={"job_id": job_id})
         return "missing"
     if job.status == jobs.RUNNING:
-        if (job.lease_until or 0) > jobs.now_ms():
+        now = jobs.now_ms()
+        if (job.lease_until or 0) > now:
             raise Retry(job_id)
         try:
             failed = jobs.fail(job_id, code="interrupted", worker=job.lease, from_states=(jobs.RUNNING,),
+                               lease_expired_before=now + 1,
                                message="the AI job was interrupted before it finished; please ask again")
         except jobs.StateConflict:
-            return "skipped"
+            return "skipped"  # finished meanwhile, or the read raced the start: the lease is alive
         jobs.release_slot(failed)
         notify.Requester(job.prd_id, job.requester).send(
             [notify.error_frame(job_id, failed.seq, "interrupted", failed.error_message or "")], now=time.monotonic())
