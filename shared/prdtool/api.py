@@ -15,10 +15,11 @@ from .health.routes import router as health_router
 from .http import create_app
 from .imports.routes import router as imports_router
 from .prds.routes import router as prds_router
+from .search.routes import router as search_router
 from .versions.routes import router as versions_router
 
 ROUTERS = (auth_router, prds_router, versions_router, ai_router, imports_router, exports_router, health_router,
-           audit_router)
+           audit_router, search_router)
 
 
 def full_app() -> FastAPI:

