@@ -159,6 +159,20 @@ def test_snippets_are_plain_text_with_highlighted_words(indexed: SearchEngine) -
     assert {"prdId", "title", "section", "snippet", "version", "score"} <= body.keys()
 
 
+def test_each_hit_says_whether_words_or_only_meaning_found_it(indexed: SearchEngine) -> None:
+    """A semantic ranking always has a nearest section: the client needs to know which hits share no
+    word with the query (to say "closest by meaning", not "matches")."""
+    assert {h.match for h in search(indexed, "chargebacks", mode=Mode.TEXT)} == {"words"}
+    assert {h.match for h in search(indexed, "chargebacks", mode=Mode.SEMANTIC)} == {"meaning"}
+    hybrid = search(indexed, "chargebacks", mode=Mode.HYBRID, limit=10)
+    assert (hybrid[0].prd_id, hybrid[0].match) == ("checkout", "both")
+    assert {h.match for h in hybrid[1:]} <= {"meaning"}
+    gibberish = search(indexed, "zqxvwkjhgfpl", mode=Mode.HYBRID)
+    assert gibberish and {h.match for h in gibberish} == {"meaning"}
+    assert search(indexed, "zqxvwkjhgfpl", mode=Mode.TEXT) == []
+    assert hybrid[0].to_json()["match"] == "both"
+
+
 def test_typos_prefixes_and_phrases(indexed: SearchEngine) -> None:
     assert ids(search(indexed, "chargebakcs", mode=Mode.TEXT))[:1] == ["checkout"]
     assert ids(search(indexed, "slott", mode=Mode.TEXT))[:1] == ["warehouse"]

@@ -173,6 +173,24 @@ export async function request<T> (method: string, path: string, body?: unknown):
   return (text === '' ? undefined : JSON.parse(text)) as T
 }
 
+/** A GET with the session's token that can be aborted and is tried once (no waiting out a 429: the
+ * caller reads the response, Retry-After included); a 401 refreshes once, as request does. */
+export async function getResponse (path: string, signal?: AbortSignal): Promise<Response> {
+  if (session === null) {
+    expire()
+    throw new ApiError(401, 'no_session', 'You are not logged in.')
+  }
+  const get = async (token: string | null): Promise<Response> =>
+    await fetch(path, { headers: token === null ? {} : { authorization: `Bearer ${token}` }, signal })
+  let response = await get(await freshToken())
+  if (response.status === 401) {
+    await refresh()
+    response = await get(session?.accessToken ?? null)
+    if (response.status === 401) expire()
+  }
+  return response
+}
+
 export async function logout (): Promise<void> {
   const token = session?.accessToken ?? null
   store(null)

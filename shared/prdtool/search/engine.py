@@ -143,6 +143,16 @@ def reciprocal_rank_fusion[K: Hashable](rankings: Sequence[Sequence[K]], k: int 
     return sorted(scores.items(), key=lambda pair: (-pair[1], order[pair[0]]))
 
 
+def label_matches(hits: Sequence[SearchHit], text_keys: Iterable[str], vector_keys: Iterable[str]) -> list[SearchHit]:
+    """Each hit's ``match``: found by the text ranking ("words"), only by the vector ranking
+    ("meaning"), or both — from the section keys each ranking returned."""
+    from dataclasses import replace
+
+    words, meaning = set(text_keys), set(vector_keys)
+    return [replace(hit, match="both" if hit.key in words and hit.key in meaning
+                    else "meaning" if hit.key in meaning and hit.key not in words else "words") for hit in hits]
+
+
 def best_per_group[T](ranked: Iterable[T], group: Callable[[T], Hashable], limit: int) -> list[T]:
     """The first (best) item of each group, in ranked order, at most ``limit``."""
     seen: set[Hashable] = set()

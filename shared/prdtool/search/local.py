@@ -97,6 +97,7 @@ from .engine import (
     candidates,
     check_prd_sections,
     filters_of,
+    label_matches,
     reciprocal_rank_fusion,
 )
 from .model import (
@@ -836,19 +837,19 @@ class LocalSearchEngine:
         filters = filters_of(query)
         terms = analyze(query.parsed())
         count = candidates(query.limit)
+        text = self._text_ranking(searcher, terms, filters, count) if query.mode is not Mode.SEMANTIC else []
+        semantic = self._vector_ranking(query.text, filters, count) if query.mode is not Mode.TEXT else []
         if query.mode is Mode.TEXT:
-            ranked = self._text_ranking(searcher, terms, filters, count)
+            ranked = text
         elif query.mode is Mode.SEMANTIC:
-            ranked = self._vector_ranking(query.text, filters, count)
+            ranked = semantic
         else:
-            text = self._text_ranking(searcher, terms, filters, count)
-            semantic = self._vector_ranking(query.text, filters, count)
             by_key = {c.key: c for c in semantic}
             by_key.update({c.key: c for c in text})  # keep the text candidate (it has an address)
             fused = reciprocal_rank_fusion([[c.key for c in text], [c.key for c in semantic]])
             ranked = [_Candidate(key, score, by_key[key].address) for key, score in fused]
         best = best_per_group(ranked, lambda c: c.group, query.limit)
-        hits = self._hits(searcher, best, terms)
+        hits = label_matches(self._hits(searcher, best, terms), (c.key for c in text), (c.key for c in semantic))
         logger.debug("search", extra={"mode": query.mode.value, "hits": len(hits),
                                       "ms": round((time.perf_counter() - started) * 1000, 2)})
         return hits

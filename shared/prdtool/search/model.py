@@ -335,6 +335,14 @@ class SearchHit:
     score: float
     snippet: tuple[Segment, ...]  # plain text segments; highlighted ones matched the query
     updated_at: int
+    #: Why it was found: "words" (the text ranking), "meaning" (only the vector ranking: it shares no
+    #: word with the query — a semantic ranking always has a nearest section, so a client should say
+    #: "closest by meaning" rather than "matches" when every hit is one), or "both".
+    match: str = "words"
+
+    @property
+    def key(self) -> str:
+        return f"{self.prd_id}/{self.version or '-'}/{self.section_index}"
 
     @property
     def snippet_text(self) -> str:
@@ -347,6 +355,7 @@ class SearchHit:
             "prdId": self.prd_id, "title": self.title, "section": self.section, "sectionIndex": self.section_index,
             "version": self.version, "score": round(float(self.score), 6), "updatedAt": self.updated_at,
             "snippet": [{"text": text, "highlight": marked} for text, marked in self.snippet],
+            "match": self.match,
         }
 
 

@@ -101,6 +101,7 @@ from .engine import (
     candidates,
     check_prd_sections,
     filters_of,
+    label_matches,
     reciprocal_rank_fusion,
 )
 from .model import (
@@ -775,7 +776,8 @@ class OpenSearchEngine:
         else:
             fused = reciprocal_rank_fusion([[c.key for c in rankings["text"]], [c.key for c in rankings["vector"]]])
             ranked = [_Candidate(key, score) for key, score in fused]
-        hits = self._hits(best_per_group(ranked, lambda c: c.group, query.limit), terms, restrict)
+        hits = label_matches(self._hits(best_per_group(ranked, lambda c: c.group, query.limit), terms, restrict),
+                             (c.key for c in rankings["text"]), (c.key for c in rankings["vector"]))
         logger.debug("search", extra={"mode": query.mode.value, "hits": len(hits),
                                       "ms": round((time.perf_counter() - started) * 1000, 2)})
         return hits

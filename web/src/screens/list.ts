@@ -2,6 +2,7 @@ import { api, type PrdSummary, type Template } from '../api'
 import { h, messageOf, notice } from '../dom'
 import type { Importer } from '../features/import'
 import '../features/import.css' // the import controls are part of this screen (the import's logic is a lazy chunk)
+import '../features/search.css' // the search box is part of this screen (its logic is a lazy chunk)
 import type { AppContext } from '../main'
 
 /** What the import takes (prdtool.imports.sniff.EXTENSIONS; features/import.ts checks it again). */
@@ -73,15 +74,36 @@ export function renderList (root: HTMLElement, ctx: AppContext): () => void {
     fileInput,
     h('p', { class: 'hint', id: 'import-help' }, 'Word (.docx), PDF, Markdown (.md) or HTML, up to 20 MB. You can also drop the file on this page.'))
   const importOutput = h('div', { class: 'import-output' })
+  // Search: the box is here; features/search.ts (a chunk) is loaded when it is first focused ("/" focuses it)
+  const searchInput = h('input', { id: 'prd-search', type: 'search', placeholder: 'Search titles and content', autocomplete: 'off', 'aria-keyshortcuts': '/' })
+  const search = h('div', { class: 'prd-search' }, h('div', { class: 'field search-field' }, h('label', { for: 'prd-search' }, 'Search PRDs'), searchInput))
   const page = h('div', { class: 'list-page import-drop-zone' },
     h('section', { class: 'prds', 'aria-labelledby': 'prds-heading' },
       h('h1', { id: 'prds-heading' }, 'Your PRDs'),
+      search,
       importOutput,
       h('div', { class: 'field' }, h('label', { for: 'prd-filter' }, 'Filter PRDs'), filter),
       count, status, list),
     h('div', { class: 'list-side' }, create, importCard),
     h('div', { class: 'import-drop-hint', 'aria-hidden': 'true' }, h('p', {}, 'Drop the document to import it')))
   root.append(page)
+
+  let stopSearch: (() => void) | undefined
+  let searchLoading = false
+  searchInput.addEventListener('focus', () => {
+    if (searchLoading) return
+    searchLoading = true
+    import('../features/search').then(module => { if (!disposed) stopSearch = module.mountSearch(search, searchInput, { navigate: ctx.navigate }) },
+      error => { searchLoading = false; if (!disposed) search.append(notice(`Search is not available: ${messageOf(error)}`)) })
+  })
+  const focusSearch = (event: KeyboardEvent): void => {
+    const target = event.target instanceof HTMLElement ? event.target : null
+    if (event.key !== '/' || event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented ||
+      target?.isContentEditable === true || /^(INPUT|TEXTAREA|SELECT)$/.test(target?.tagName ?? '')) return
+    event.preventDefault()
+    searchInput.focus()
+  }
+  document.addEventListener('keydown', focusSearch)
 
   let importer: Importer | null = null
   let importerLoading: Promise<Importer> | null = null
@@ -154,5 +176,7 @@ export function renderList (root: HTMLElement, ctx: AppContext): () => void {
   return () => {
     disposed = true
     importer?.dispose()
+    document.removeEventListener('keydown', focusSearch)
+    stopSearch?.()
   }
 }
