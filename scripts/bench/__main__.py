@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks and print Markdown to paste into docs/benchmarks.md.
 
-    python -m scripts.bench                    # everything (about 9 minutes on 2 cores)
+    python -m scripts.bench                    # everything (about 14 minutes on 2 cores)
     python -m scripts.bench imports            # cold start: handler import time
     python -m scripts.bench collab-calls       # AWS calls per relayed edit and per document open
     python -m scripts.bench collab-open        # document open cost against history length
@@ -15,6 +15,8 @@
     python -m scripts.bench ai                 # AI drafting: overhead per chunk, time to first chunk, posts
     python -m scripts.bench web-panels         # AI first chunk -> painted, history of 1,000 versions (browser)
     python -m scripts.bench transfers          # import and export of 10/50/200-page documents: time, memory
+    python -m scripts.bench search             # search engine: query latency at 1k/10k PRDs, index build, size
+    python -m scripts.bench search-index       # search: change -> searchable through the local stack
 
 Several names may be given at once; the co-editing benchmarks then share one local stack.
 """
@@ -31,8 +33,8 @@ from typing import Any
 
 from . import imports
 
-NAMES = ("imports", "hostile", "security", "versions", "ai", "transfers", "web-panels", "audit", "web-latency",
-         "collab-latency", "collab-calls", "cost", "collab-open")
+NAMES = ("imports", "hostile", "security", "versions", "ai", "transfers", "search", "search-index", "web-panels",
+         "audit", "web-latency", "collab-latency", "collab-calls", "cost", "collab-open")
 
 
 def _section(title: str, body: str, started: float, command: str) -> None:
@@ -91,6 +93,18 @@ def main(argv: list[str] | None = None) -> None:
         started = time.monotonic()
         _section("Imports and exports: time and peak memory for 10-, 50- and 200-page documents", transfers.main(),
                  started, "python -m scripts.bench transfers")
+    if "search" in chosen:
+        from . import search
+
+        started = time.monotonic()
+        _section("Search: query latency at 1k and 10k PRDs, index size", search.main(), started,
+                 "python -m scripts.bench search")
+    if "search-index" in chosen:
+        from . import search_index
+
+        started = time.monotonic()
+        _section("Search: change → searchable through the local stack", search_index.main([]), started,
+                 "python -m scripts.bench search-index")
     if "web-panels" in chosen:
         from . import web_panels
 
@@ -98,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         _section("Web client panels: AI first chunk → painted, history of 1,000 versions", web_panels.main(),
                  started, "python -m scripts.bench web-panels")
     collab = [n for n in chosen if n not in ("imports", "hostile", "security", "versions", "ai", "transfers",
-                                             "web-panels")]
+                                             "search", "search-index", "web-panels")]
     if collab:
         _run_collab(collab, args.history)
     print(f"<!-- total {time.monotonic() - began:.0f} s -->")
