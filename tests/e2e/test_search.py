@@ -58,6 +58,8 @@ def test_a_new_prd_is_found_in_every_mode_with_its_word_highlighted(alice: Api) 
     for mode in MODES:
         hits = search(alice, secret, mode=mode)
         assert hits and hits[0]["prdId"] == prd_id, (mode, hits)
+    status = alice.get(f"/api/prds/{prd_id}").json()["search"]
+    assert status["indexedAt"] and status["error"] is None
     best = search(alice, secret, mode="text")[0]
     assert (best["title"], best["section"], best["version"]) == ("Loyalty points", "Risks", "")
     assert [s["text"] for s in best["snippet"] if s["highlight"]] == [secret]

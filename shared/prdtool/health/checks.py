@@ -51,7 +51,8 @@ def _checks(s: Settings) -> list[Check]:
                         lambda: client("s3").list_objects_v2(Bucket=s.documents_bucket, MaxKeys=1)))
     checks.append(Check("bucket:audit", False,
                         lambda: client("s3").list_objects_v2(Bucket=s.audit_bucket, MaxKeys=1)))
-    for label, url in (("doc-write", s.doc_write_queue_url), ("audit", s.audit_queue_url)):
+    for label, url in (("doc-write", s.doc_write_queue_url), ("audit", s.audit_queue_url),
+                       ("search", s.search_queue_url)):
         if url:
             checks.append(Check(f"queue:{label}", False, queue(url)))
     checks.append(Check("event-bus", False, lambda: client("events").describe_event_bus(Name=s.event_bus_name)))

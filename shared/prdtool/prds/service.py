@@ -138,6 +138,10 @@ def get_prd(principal: Principal, prd_id: str) -> dict[str, Any]:
         **PrdSummary.of(prd, role).to_json(),
         "markdown": document.markdown_of(stored.doc),
         "meta": document.meta_of(stored.doc),
+        # The search index's status (prdtool.search.indexer): when it last took this PRD, the newest
+        # version it holds, and its last failure (null once a later attempt succeeded).
+        "search": {"indexedAt": int(prd.search_indexed_at) if prd.search_indexed_at else None,
+                   "indexedVersion": prd.search_indexed_version, "error": prd.search_error},
     }
 
 
