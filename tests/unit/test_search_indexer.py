@@ -177,14 +177,16 @@ def test_a_failure_planning_one_prd_fails_only_its_messages(idx: CountingEmbedde
     ok, failing = message("prd.created", good), message("prd.created", bad)
     assert deliver(ok, failing, {"messageId": "junk", "body": "not json"}) == [failing["messageId"]]
     assert find("zanzibar")[0][0] == good and find("quokka") == []
-    assert "S3 is having a bad day" in str(PrdModel.get(bad).search_error)
+    assert PrdModel.get(bad).search_error == "internal_error"  # a code: readers see it, the logs have the rest
     monkeypatch.setattr(store, "read", real)
     assert deliver(failing) == []  # the redelivery succeeds and clears the error
     assert find("quokka")[0][0] == bad and PrdModel.get(bad).search_error is None
 
 
-def test_a_failing_engine_fails_the_whole_batch_and_keeps_nothing(idx: CountingEmbedder,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_prd_the_engine_refuses_fails_only_its_own_messages(idx: CountingEmbedder,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch is refused as a whole (nothing of it kept), then written PRD by PRD: the PRD whose
+    document the engine refuses waits for its redelivery, the others are searchable."""
     first, second = make_prd(START), make_prd(START.replace("zanzibar", "quokka"))
     engine = service.engine()
     real = engine.add_version
@@ -194,12 +196,71 @@ def test_a_failing_engine_fails_the_whole_batch_and_keeps_nothing(idx: CountingE
 
     versions.cut(second, actor="alice")
     monkeypatch.setattr(engine, "add_version", broken)
-    records = [message("prd.created", first), message("search.reindex", second)]
-    assert sorted(deliver(*records)) == sorted(r["messageId"] for r in records)
-    assert find("zanzibar") == [] and find("quokka") == [] and engine.count() == 0
+    good, poisoned = message("prd.created", first), message("search.reindex", second)
+    assert deliver(good, poisoned) == [poisoned["messageId"]]
+    assert find("zanzibar")[0][0] == first and find("quokka") == []
+    assert (PrdModel.get(second).search_error, PrdModel.get(second).search_indexed_at) == ("internal_error", None)
     monkeypatch.setattr(engine, "add_version", real)
-    assert deliver(*records) == []
-    assert find("zanzibar") and find("quokka")
+    assert deliver(poisoned) == []
+    assert find("quokka")[0][0] == second and PrdModel.get(second).search_error is None
+
+
+def test_embeddings_refused_for_good_index_the_words_and_say_so(idx: CountingEmbedder,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from prdtool.search.embeddings import EmbeddingError
+
+    prd_id = make_prd(START)
+
+    def refused(texts: Any) -> Any:
+        raise EmbeddingError("Bedrock amazon.titan-embed-text-v2:0: AccessDeniedException", retryable=False)
+
+    monkeypatch.setattr(idx, "embed_passages", refused)
+    assert deliver(message("prd.created", prd_id)) == []
+    assert find("zanzibar")[0][0] == prd_id  # found by its words
+    status = PrdModel.get(prd_id)
+    assert status.search_error == "embedding_refused" and status.search_indexed_at
+
+
+def test_embeddings_throttled_are_retried(idx: CountingEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prdtool.search.embeddings import EmbeddingError
+
+    prd_id = make_prd(START)
+
+    def throttled(texts: Any) -> Any:
+        raise EmbeddingError("Bedrock amazon.titan-embed-text-v2:0: ThrottlingException", retryable=True)
+
+    monkeypatch.setattr(idx, "embed_passages", throttled)
+    created = message("prd.created", prd_id)
+    assert deliver(created) == [created["messageId"]]
+    assert PrdModel.get(prd_id).search_error == "embedding_failed" and find("zanzibar") == []
+
+
+def test_a_version_that_cannot_be_read_now_is_retried_but_one_that_never_was_is_skipped(
+        idx: CountingEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prdtool.versions import records
+
+    prd_id = make_prd(START)
+    assert deliver(message("prd.version.created", prd_id, 1, version="9.9.9")) == []  # never committed
+    first = versions.cut(prd_id, actor="alice")
+    assert first is not None
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(records, "get", throttled)
+    event = message("prd.version.created", prd_id, 2, version=first.version)
+    assert deliver(event) == [event["messageId"]]
+
+
+def test_a_member_change_also_brings_an_edit_whose_own_event_never_came(idx: CountingEmbedder) -> None:
+    """The content save after a member change used to publish nothing (its edit time was older than the
+    member change's updated_at): a member event re-reads the document too."""
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    edit(prd_id, START.replace("zanzibar", "quokka"))
+    MemberModel(prd_id=prd_id, username="zed", role="viewer", added_by="alice", added_at=2).save()
+    assert deliver(message("prd.member.changed", prd_id, 1, username="zed", role="viewer")) == []
+    assert find("quokka", "zed")[0][0] == prd_id and find("zanzibar", "zed") == []
 
 
 def test_a_prd_changed_while_it_was_indexed_is_indexed_again(idx: CountingEmbedder,
@@ -235,3 +296,20 @@ def test_a_prd_that_never_stops_changing_is_left_to_a_redelivery(idx: CountingEm
     created = message("prd.created", prd_id)
     assert deliver(created) == [created["messageId"]]
     assert find("zanzibar")[0][0] == prd_id  # what was written stays: it was true a moment ago
+
+
+def test_a_save_older_than_a_member_change_still_publishes_its_event(idx: CountingEmbedder,
+                                                                     request: pytest.FixtureRequest) -> None:
+    """prds.service.record_content_change: the edits were typed (at_ms) before a member change set
+    updated_at; the save must still tell the bus, or versioning and search never hear of the edits."""
+    from prdtool.prds.service import record_content_change
+
+    recorder = request.getfixturevalue("ai")
+    prd_id = make_prd(START)
+    PrdModel(prd_id).update(actions=[PrdModel.updated_at.set(5_000)])  # the member change, recorded later
+    assert record_content_change(prd_id, editors=("carol",), at_ms=4_000, updates=3) is True
+    assert [(kind, detail["prd_id"]) for kind, detail, _ in recorder.events] == [("prd.updated", prd_id)]
+    assert int(PrdModel.get(prd_id).updated_at) == 5_000  # not moved back
+    PrdModel(prd_id).update(actions=[PrdModel.deleted_at.set(6_000)])
+    assert record_content_change(prd_id, editors=("carol",), at_ms=7_000, updates=1) is False
+    assert len(recorder.events) == 1

@@ -11,10 +11,12 @@ import pytest
 
 from prdtool.auth.principal import Principal
 from prdtool.errors import DependencyFailed, Unprocessable
+from prdtool.prds.models import MemberModel, PrdModel
 from prdtool.search import service
 from prdtool.search.embeddings import EmbeddingError
 from prdtool.search.model import PrdMeta, section_docs
 from prdtool.settings import reset_settings_cache
+from tests.unit.test_ai_worker import ai  # noqa: F401  (the moto fixture, by name)
 from tests.unit.test_search_indexer import CountingEmbedder
 
 
@@ -24,7 +26,8 @@ def caller(name: str, *, admin: bool = False, scope: tuple[str, ...] = ()) -> Pr
 
 
 @pytest.fixture
-def embedder(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingEmbedder]:
+def embedder(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[CountingEmbedder]:
+    request.getfixturevalue("ai")  # moto with the PRD and member tables (the hits are checked against them)
     made = CountingEmbedder()
     monkeypatch.setenv("SEARCH_ENGINE", "local")
     monkeypatch.setenv("SEARCH_INDEX_DIR", "")  # in memory
@@ -34,6 +37,10 @@ def embedder(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingEmbedder]:
     service.reset()
     engine = service.engine()
     for prd_id, owner, members in (("p-mine", "alice", {"alice", "bob"}), ("p-other", "carol", {"carol"})):
+        PrdModel(id=prd_id, title=f"Payments {prd_id}", owner=owner, created_at=1, created_by=owner, updated_at=1,
+                 updated_by=owner).save()
+        for member in members:
+            MemberModel(prd_id=prd_id, username=member, role="editor", added_by=owner, added_at=1).save()
         meta = PrdMeta(prd_id, f"Payments {prd_id}", owner, frozenset(members))
         engine.upsert_prd(section_docs(meta, f"# Payments\n\n## Risks\n\nRefund fraud in {prd_id}.\n"))
     yield made
@@ -113,3 +120,23 @@ def test_bad_queries_are_refused_before_the_engine(embedder: CountingEmbedder, q
     with pytest.raises((Unprocessable, Exception)) as refused:
         service.search(caller("bob"), q=q, **options)
     assert getattr(refused.value, "code", None) == code
+
+
+def test_hits_of_prds_the_caller_can_no_longer_read_are_dropped_even_if_the_index_missed_it(
+        embedder: CountingEmbedder) -> None:
+    """The index still lists bob (the member.changed event was lost) and still holds a deleted PRD:
+    the hits are checked against the tables before they leave."""
+    MemberModel("p-mine", "bob").delete()
+    assert ids(service.search(caller("bob"), q="refund fraud")) == []
+    assert ids(service.search(caller("alice"), q="refund fraud")) == ["p-mine"]
+    PrdModel("p-mine").update(actions=[PrdModel.deleted_at.set(1)])
+    assert ids(service.search(caller("alice"), q="refund fraud")) == []
+    PrdModel("p-other").delete()  # purged
+    assert ids(service.search(caller("root", admin=True), q="refund fraud", scope="all")) == []
+
+
+def test_updated_after_beyond_any_date_is_a_422(embedder: CountingEmbedder) -> None:
+    with pytest.raises(Unprocessable) as refused:
+        service.search(caller("bob"), q="refund", updated_after=10**30)
+    assert refused.value.code == "invalid_updated_after"
+    assert ids(service.search(caller("bob"), q="refund", updated_after=2**53)) == []

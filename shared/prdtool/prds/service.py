@@ -295,8 +295,10 @@ def record_content_change(prd_id: str, *, editors: tuple[str, ...], at_ms: int, 
     """Note that the content changed (called by the write queue after a compaction).
 
     Sets ``updated_at``/``updated_by`` unless a later change was already recorded, and publishes
-    ``prd.updated`` — the hook where versioning, indexing and notifications attach.  False if the
-    PRD no longer exists (deleted meanwhile).
+    ``prd.updated`` — the hook where versioning, indexing and notifications attach — whenever the PRD
+    still exists: a change of title or members recorded after these edits were typed (a later
+    ``updated_at``) must not swallow the edits' event.  False if the PRD no longer exists (deleted
+    meanwhile).
     """
     if not editors:
         return False
@@ -311,8 +313,12 @@ def record_content_change(prd_id: str, *, editors: tuple[str, ...], at_ms: int, 
 
         if not is_conditional_failure(exc):
             raise
-    else:
-        events.publish(events.PRD_UPDATED, {"prd_id": prd_id, "changes": {"content": True},
-                                            "editors": list(editors), "updates": updates}, actor=editors[-1])
-        return True
-    return False
+        try:
+            live = not PrdModel.get(prd_id, consistent_read=True).deleted_at
+        except PrdModel.DoesNotExist:
+            live = False
+        if not live:
+            return False
+    events.publish(events.PRD_UPDATED, {"prd_id": prd_id, "changes": {"content": True},
+                                        "editors": list(editors), "updates": updates}, actor=editors[-1])
+    return True

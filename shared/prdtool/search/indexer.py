@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..errors import NotFound
 from ..observability import MetricUnit, logger, metrics
 from ..settings import get_settings
 from .model import PrdMeta, SectionDoc, section_docs
@@ -47,7 +48,6 @@ class _Work:
     prd_id: str
     message_ids: list[str] = field(default_factory=list)
     current: bool = False  # re-read the PRD and its document
-    members_only: bool = True  # only membership events so far (no re-read of the document needed)
     versions: set[str] = field(default_factory=set)
     all_versions: bool = False
     published_at: list[float] = field(default_factory=list)  # epoch seconds of the events (lag)
@@ -60,11 +60,11 @@ class _Plan:
     prd_id: str
     delete: bool = False
     meta: PrdMeta | None = None  # the PRD as read for this plan (None: gone)
-    members: frozenset[str] | None = None  # set_members only
     current: list[SectionDoc] | None = None
     versions: list[list[SectionDoc]] = field(default_factory=list)
     newest_version: str | None = None
     embedded: int = 0  # sections embedded (the others reused their indexed vector)
+    warning: str | None = None  # indexed, but something is missing (e.g. "embedding_refused")
 
 
 def _parse(record: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -103,10 +103,6 @@ def on_sqs(event: dict[str, Any]) -> dict[str, Any]:
         at = _published(detail)
         if at is not None:
             item.published_at.append(at)
-        if kind == "prd.member.changed":
-            item.current = True
-            continue
-        item.members_only = False
         item.current = True
         if kind == "prd.version.created" and isinstance(detail.get("version"), str):
             item.versions.add(detail["version"])
@@ -114,6 +110,21 @@ def on_sqs(event: dict[str, Any]) -> dict[str, Any]:
             item.all_versions = True
     failures = process(list(work.values()))
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+
+
+def _code(exc: BaseException) -> str:
+    """What a PRD's index status says about a failure: a short code (details go to the logs only —
+    the status is shown to every reader of the PRD, and a batch's error may name another PRD)."""
+    from ..errors import DependencyFailed
+    from .embeddings import EmbeddingError
+
+    if isinstance(exc, EmbeddingError):
+        return "embedding_failed"
+    if isinstance(exc, DependencyFailed):
+        return "index_unavailable"
+    if type(exc).__name__ in ("BulkError", "IndexMismatch"):
+        return "index_refused"
+    return "internal_error"
 
 
 def process(work: Sequence[_Work]) -> list[str]:
@@ -130,23 +141,47 @@ def process(work: Sequence[_Work]) -> list[str]:
             logger.exception("could not prepare a PRD for the search index", extra={"prd_id": item.prd_id})
             failed.extend(item.message_ids)
             metrics.add_metric(name="SearchIndexFailed", unit=MetricUnit.Count, value=1)
-            _record_status(item.prd_id, error=f"{type(exc).__name__}: {exc}"[:500])
+            _record_status(item.prd_id, error=_code(exc))
     rounds = 0
     while plans:
         rounds += 1
+        written = _write(plans, search_engine, failed)
+        plans = _stale(written, search_engine, failed, last_round=rounds >= MAX_ROUNDS)
+    return failed
+
+
+def _write(plans: list[tuple[_Work, _Plan]], search_engine: SearchEngine,
+           failed: list[str]) -> list[tuple[_Work, _Plan]]:
+    """All plans in one batch; if the engine refuses it, each PRD in a batch of its own, so one PRD's
+    refused document (or a failure of its own) delays only that PRD's messages.  The plans written."""
+    try:
+        with search_engine.batch():
+            for _, p in plans:
+                apply(p, search_engine)
+        return plans
+    except Exception as exc:
+        if len(plans) == 1:
+            _refused(plans[0], exc, failed)
+            return []
+        logger.warning("the search index refused a batch: PRD by PRD", extra={"prds": len(plans)})
+    written: list[tuple[_Work, _Plan]] = []
+    for item, p in plans:
         try:
             with search_engine.batch():
-                for _, p in plans:
-                    apply(p, search_engine)
+                apply(p, search_engine)
         except Exception as exc:
-            logger.exception("the search index refused a batch", extra={"prds": [p.prd_id for _, p in plans]})
-            metrics.add_metric(name="SearchIndexFailed", unit=MetricUnit.Count, value=len(plans))
-            for item, p in plans:
-                failed.extend(item.message_ids)
-                _record_status(p.prd_id, error=f"{type(exc).__name__}: {exc}"[:500])
-            return failed
-        plans = _stale(plans, search_engine, failed, last_round=rounds >= MAX_ROUNDS)
-    return failed
+            _refused((item, p), exc, failed)
+            continue
+        written.append((item, p))
+    return written
+
+
+def _refused(planned: tuple[_Work, _Plan], exc: BaseException, failed: list[str]) -> None:
+    item, p = planned
+    logger.error("the search index refused a PRD", extra={"prd_id": p.prd_id, "error": repr(exc)[:500]})
+    metrics.add_metric(name="SearchIndexFailed", unit=MetricUnit.Count, value=1)
+    failed.extend(item.message_ids)
+    _record_status(p.prd_id, error=_code(exc))
 
 
 #: Rounds of "write, then check the PRD did not change meanwhile" before leaving it to a redelivery.
@@ -164,14 +199,19 @@ def _stale(plans: list[tuple[_Work, _Plan]], search_engine: SearchEngine, failed
     now = time.time()
     again: list[tuple[_Work, _Plan]] = []
     for item, p in plans:
-        current = _meta(p.prd_id)
+        try:
+            current = _meta(p.prd_id)
+        except Exception:  # DynamoDB failing after the write: the redelivery checks again
+            logger.exception("could not check a PRD after indexing it", extra={"prd_id": p.prd_id})
+            failed.extend(item.message_ids)
+            continue
         if current == p.meta or (p.delete and current is None):
             metrics.add_metric(name="SearchIndexed", unit=MetricUnit.Count, value=1)
             if item.published_at:
                 lag = (now - min(item.published_at)) * 1000
                 metrics.add_metric(name="SearchIndexLag", unit=MetricUnit.Milliseconds, value=round(lag, 1))
             if not p.delete:
-                _record_status(p.prd_id, error=None, version=p.newest_version)
+                _record_status(p.prd_id, error=p.warning, indexed=True, version=p.newest_version)
             logger.info("search index updated", extra={"prd_id": p.prd_id, "embedded": p.embedded,
                                                        "deleted": p.delete})
             continue
@@ -179,8 +219,7 @@ def _stale(plans: list[tuple[_Work, _Plan]], search_engine: SearchEngine, failed
             failed.extend(item.message_ids)
             continue
         logger.info("a PRD changed while it was indexed: again", extra={"prd_id": p.prd_id})
-        retry = _Work(item.prd_id, message_ids=item.message_ids, current=True, members_only=False,
-                      published_at=item.published_at)
+        retry = _Work(item.prd_id, message_ids=item.message_ids, current=True, published_at=item.published_at)
         try:
             again.append((retry, plan(retry, search_engine)))
         except Exception:
@@ -220,15 +259,28 @@ class _Vectors:
         self.known: dict[str, Any] = dict(stored(prd_id, versions)) if stored is not None else {}
         self.embedder = getattr(search_engine, "embedder", None) or make_embedder(get_settings().search_embedder)
         self.embedded = 0
+        self.refused: str | None = None  # why some sections have no meaning vector (found by words only)
 
     def fill(self, sections: list[SectionDoc]) -> list[SectionDoc]:
-        from .embeddings import embed_sections
+        from .embeddings import EmbeddingError, embed_sections
 
         keys = [_passage_key(s) for s in sections]
         reused = [s.with_embedding(self.known.get(k)) if s.embedding is None else s for s, k in zip(sections, keys,
                                                                                                    strict=True)]
         self.embedded += sum(1 for s in reused if s.embedding is None)
-        done = embed_sections(reused, self.embedder)
+        try:
+            done = embed_sections(reused, self.embedder)
+        except EmbeddingError as exc:
+            if exc.retryable:
+                raise  # throttled or down: the redelivery tries again
+            # Refused for good (no model access, an input it rejects): the words are still indexed; the
+            # status says why meaning-based search does not find these sections.
+            import numpy as np
+
+            logger.error("embeddings refused: indexing words only", extra={"error": str(exc)[:300]})
+            self.refused = "embedding_refused"
+            zero = np.zeros(self.embedder.dim, dtype=np.float32)
+            done = [s if s.embedding is not None else s.with_embedding(zero) for s in reused]
         for key, section in zip(keys, done, strict=True):
             self.known[key] = section.embedding
         return done
@@ -239,8 +291,6 @@ def plan(item: _Work, search_engine: SearchEngine) -> _Plan:
     meta = _meta(item.prd_id)
     if meta is None:
         return _Plan(item.prd_id, delete=True)
-    if item.members_only:
-        return _Plan(item.prd_id, meta=meta, members=meta.members)
     from ..collab import document, store
 
     markdown = document.markdown_of(store.read(item.prd_id).doc)
@@ -264,7 +314,7 @@ def plan(item: _Work, search_engine: SearchEngine) -> _Plan:
     for version in sorted(wanted, key=parse_version):
         try:
             record = records.get(item.prd_id, version)
-        except Exception:  # NotFound: an event about a version that was never committed
+        except NotFound:  # an event about a version that was never committed (other errors: retried)
             logger.warning("a version to index does not exist", extra={"prd_id": item.prd_id, "version": version})
             continue
         if record.state != records.COMMITTED or not record.markdown_key:
@@ -273,6 +323,7 @@ def plan(item: _Work, search_engine: SearchEngine) -> _Plan:
         result.versions.append(vectors.fill(sections))
         result.newest_version = version
     result.embedded = vectors.embedded
+    result.warning = vectors.refused
     return result
 
 
@@ -280,21 +331,18 @@ def apply(p: _Plan, search_engine: SearchEngine) -> None:
     if p.delete:
         search_engine.delete_prd(p.prd_id)
         return
-    if p.members is not None:
-        search_engine.set_members(p.prd_id, p.members)
-        return
     if p.current is not None:
         search_engine.upsert_prd(p.current)
     for sections in p.versions:
         search_engine.add_version(sections)
 
 
-def _record_status(prd_id: str, *, error: str | None, version: str | None = None) -> None:
+def _record_status(prd_id: str, *, error: str | None, indexed: bool = False, version: str | None = None) -> None:
     """The PRD's index status (best effort: the index itself is what matters); never recreates a
-    deleted PRD's item."""
+    deleted PRD's item.  ``error``: a short code (never an exception's text: readers see it)."""
     from ..prds.models import PrdModel
 
-    actions: list[Any] = [PrdModel.search_indexed_at.set(int(time.time() * 1000))] if error is None else []
+    actions: list[Any] = [PrdModel.search_indexed_at.set(int(time.time() * 1000))] if indexed else []
     actions.append(PrdModel.search_error.set(error) if error else PrdModel.search_error.remove())
     if version is not None:
         actions.append(PrdModel.search_indexed_version.set(version))

@@ -46,6 +46,9 @@ EMBEDDING_DIM = 384
 MAX_QUERY_CHARS = 500
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
+#: The largest ``updated_after`` (epoch ms): 2**53, beyond which the engines' 64-bit fields and JSON's
+#: numbers disagree (year 285,000 or so).
+MAX_EPOCH_MS = 2**53
 #: ``SearchQuery.version`` that searches the current document and every version.
 ANY_VERSION = "*"
 #: Characters of a section's text that go into its embedding (the rest is still searchable as text).
@@ -253,7 +256,8 @@ class SearchQuery:
             object.__setattr__(self, "version", normalize_version(self.version))
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not 1 <= self.limit <= MAX_LIMIT:
             raise Unprocessable(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
-        if self.updated_after is not None and (isinstance(self.updated_after, bool) or self.updated_after < 0):
+        if self.updated_after is not None and (isinstance(self.updated_after, bool)
+                                               or not 0 <= self.updated_after <= MAX_EPOCH_MS):
             raise Unprocessable("updated_after must be epoch milliseconds", code="invalid_updated_after")
         for name in ("section", "owner"):
             value = getattr(self, name)

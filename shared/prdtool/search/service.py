@@ -149,12 +149,13 @@ def search(principal: Principal, *, q: str, mode: str = "hybrid", section: str |
             query, note = replace(query, mode=Mode.TEXT), "meaning-based matching is unavailable right now: " \
                                                             "results match your words only"
             hits = search_engine.search(query)
-    except (Unprocessable, DependencyFailed):  # a clear 422 or 503 already
+    except Unprocessable:
         raise
-    except Exception as exc:
+    except Exception as exc:  # the engine's own words (hosts, exceptions) stay in the logs
         logger.exception("search failed", extra={"mode": query.mode.value})
         metrics.add_metric(name="SearchFailed", unit=MetricUnit.Count, value=1)
         raise SearchUnavailable("search is unavailable right now; please try again shortly") from exc
+    hits = _still_readable(hits, query)
     took = (time.perf_counter() - started) * 1000
     metrics.add_metric(name="SearchLatency", unit=MetricUnit.Milliseconds, value=round(took, 2))
     body: dict[str, Any] = {
@@ -165,3 +166,32 @@ def search(principal: Principal, *, q: str, mode: str = "hybrid", section: str |
     if note:
         body["note"] = note
     return body
+
+
+def _still_readable(hits: list[Any], query: SearchQuery) -> list[Any]:
+    """A backstop behind the engine's members filter: the hits' PRDs are read again (two batch reads)
+    and any the caller may no longer read — a deleted PRD, a removed member — is dropped.  The filter
+    is what ranks only readable PRDs; this guards against an index that missed an event (a lost
+    publish, a message in the dead-letter queue), so such a miss can never show a title or snippet.
+    A failure here fails the search (closed), never returns unchecked hits."""
+    if not hits:
+        return hits
+    from ..prds.models import MemberModel, PrdModel
+
+    try:
+        ids = sorted({hit.prd_id for hit in hits})
+        live = {str(p.id) for p in PrdModel.batch_get(ids, attributes_to_get=["id", "deleted_at"])
+                if not p.deleted_at}
+        if not query.sees_everything and live:
+            live &= {str(m.prd_id) for m in MemberModel.batch_get([(prd_id, query.username) for prd_id in sorted(live)],
+                                                                  attributes_to_get=["prd_id", "username"])}
+    except Exception as exc:
+        logger.exception("search: could not check the hits' PRDs")
+        raise SearchUnavailable("search is unavailable right now; please try again shortly") from exc
+    kept = [hit for hit in hits if hit.prd_id in live]
+    if len(kept) < len(hits):
+        stale = sorted({hit.prd_id for hit in hits} - live)
+        logger.warning("search: the index still held PRDs the caller may not read (a missed event); dropped",
+                       extra={"prds": stale})
+        metrics.add_metric(name="SearchStaleHits", unit=MetricUnit.Count, value=len(stale))
+    return kept
