@@ -173,6 +173,13 @@ def test_each_hit_says_whether_words_or_only_meaning_found_it(indexed: SearchEng
     assert hybrid[0].to_json()["match"] == "both"
 
 
+def test_an_immense_heading_is_indexed_and_found(engine: SearchEngine) -> None:
+    """A heading of 40,000 characters (an import can bring one) must not make the PRD unindexable."""
+    heading = "Scope " + "x" * 40_000
+    engine.upsert_prd(prd("huge", f"# Huge\n\n## {heading}\n\nThe quokka ledger.\n"))
+    assert ids(search(engine, "quokka ledger", mode=Mode.TEXT)) == ["huge"]
+
+
 def test_typos_prefixes_and_phrases(indexed: SearchEngine) -> None:
     assert ids(search(indexed, "chargebakcs", mode=Mode.TEXT))[:1] == ["checkout"]
     assert ids(search(indexed, "slott", mode=Mode.TEXT))[:1] == ["warehouse"]

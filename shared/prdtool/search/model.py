@@ -53,6 +53,9 @@ MAX_EPOCH_MS = 2**53
 ANY_VERSION = "*"
 #: Characters of a section's text that go into its embedding (the rest is still searchable as text).
 PASSAGE_CHARS = 2000
+#: A heading longer than this is compared by its start in ``section=`` filters (OpenSearch refuses a
+#: keyword over 32,766 bytes, which would make the whole PRD unindexable).
+SECTION_TERM_CHARS = 200
 #: The snippet's target length in characters.
 SNIPPET_CHARS = 180
 
@@ -193,7 +196,7 @@ def section_terms(heading: str) -> tuple[str, ...]:
     standard key when it has one (``"KPIs"`` and ``"Success metrics"`` are both ``success-metrics``)."""
     from ..ai.sections import canonical
 
-    terms = [_normal(heading)]
+    terms = [_normal(heading)[:SECTION_TERM_CHARS]]  # a keyword, not prose: an engine refuses immense terms
     key = canonical(heading) if heading else None
     if key and key not in terms:
         terms.append(key)
