@@ -146,7 +146,7 @@ def passage_text(title: str, heading: str, text: str) -> str:
     PRD's title, which would pull every section of a PRD toward the same point (on the relevance
     corpus, paraphrases found their section in the top 3 for 8 of 10 queries without the title and for
     5 of 10 with it).  A section without text (a bare heading, an empty PRD) is its title and heading."""
-    heading, body = heading.strip(), text.strip()[:PASSAGE_CHARS]
+    heading, body = heading.strip()[:SECTION_TERM_CHARS], text.strip()[:PASSAGE_CHARS]
     if not body:
         return "\n".join(part for part in (title.strip(), heading) if part)
     return f"{heading}\n{body}" if heading else body
