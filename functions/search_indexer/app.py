@@ -8,4 +8,4 @@ from prdtool.search.indexer import on_sqs
 
 @lambda_entry()
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return on_sqs(event)
+    return on_sqs(event, context)

@@ -313,3 +313,17 @@ def test_a_save_older_than_a_member_change_still_publishes_its_event(idx: Counti
     PrdModel(prd_id).update(actions=[PrdModel.deleted_at.set(6_000)])
     assert record_content_change(prd_id, editors=("carol",), at_ms=7_000, updates=1) is False
     assert len(recorder.events) == 1
+
+
+def test_prds_not_reached_before_the_time_runs_out_come_back(idx: CountingEmbedder) -> None:
+    first, second = make_prd(START), make_prd(START.replace("zanzibar", "quokka"))
+    left = iter([120_000, 10_000])
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return next(left)
+
+    a, b = message("prd.created", first), message("prd.created", second)
+    failures = indexer.on_sqs({"Records": [a, b]}, Context())["batchItemFailures"]
+    assert failures == [{"itemIdentifier": b["messageId"]}]
+    assert find("zanzibar")[0][0] == first and find("quokka") == []

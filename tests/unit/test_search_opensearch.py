@@ -643,9 +643,10 @@ def test_a_text_query_is_match_queries_with_the_filters_beside_them(server: Fake
     assert card == {"dis_max": {"tie_breaker": 0.1, "queries": [
         {"match": {"title": {"query": "card", "boost": 1.2}}}, {"match": {"heading": {"query": "card", "boost": 1.2}}},
         {"match": {"text": {"query": "card", "boost": 1.0}}}, {"match": {"stem": {"query": "card", "boost": 0.6}}}]}}
-    assert {"match": {"text": {"query": "chargebakcs", "fuzziness": 2, "prefix_length": 0,
-                               "fuzzy_transpositions": True, "boost": 0.4}}} in chargebacks["dis_max"]["queries"]
-    assert {"match_bool_prefix": {"heading": {"query": "slott", "boost": 0.6}}} in slott["dis_max"]["queries"]
+    assert {"match": {"text": {"query": "chargebakcs", "fuzziness": 2, "prefix_length": 0, "fuzzy_transpositions": True,
+                               "max_expansions": 10, "boost": 0.4}}} in chargebacks["dis_max"]["queries"]
+    assert {"match_bool_prefix": {"heading": {"query": "slott", "max_expansions": 10,
+                                              "boost": 0.6}}} in slott["dis_max"]["queries"]
     assert not any("match_bool_prefix" in q for q in chargebacks["dis_max"]["queries"])  # only the last word
 
 
@@ -832,3 +833,20 @@ def test_other_endpoints_use_the_url_as_given() -> None:
             OpenSearchEngine(endpoint, index_prefix="t", embedder=FakeEmbedder())
     with pytest.raises(ValueError, match="index name"):
         OpenSearchEngine("http://localhost:9200", index_prefix="PRD Tool", embedder=FakeEmbedder())
+
+
+def test_a_long_question_stays_under_lucenes_clause_limit() -> None:
+    """Lucene refuses more than 1,024 leaf clauses after rewriting; a 500-character question of words or
+    of CJK is cut to its first words and bigrams, with fuzzy and prefix expansions bounded."""
+    from prdtool.search.model import parse_text
+    from prdtool.search.opensearch import MAX_EXPANSIONS, MAX_QUERY_GRAMS, MAX_QUERY_WORDS, analyze, text_query
+
+    words = " ".join(f"requirement{n}x" for n in range(60))[:500]
+    terms = analyze(parse_text(words))
+    assert len(terms.words) == MAX_QUERY_WORDS
+    body = json.dumps(text_query(terms))
+    leaves = body.count('"match"') + body.count('"match_bool_prefix"') * MAX_EXPANSIONS
+    leaves += body.count('"fuzziness"') * (MAX_EXPANSIONS - 1)
+    assert leaves <= 1024
+    cjk = analyze(parse_text("我们需要支持微信支付和支付宝" * 35))
+    assert sum(len(run) for run in cjk.cjk) <= MAX_QUERY_GRAMS

@@ -139,7 +139,10 @@ def test_a_cutter_that_dies_after_the_record_is_finished_by_the_next(aws: None,
             service.cut(PRD, actor="bob")
     assert [v.version for v in records.pending(PRD)] == ["1.0.1"]
     edit(START.replace("a fifth", "a third") + "\n## Risks\n\nThrottling.\n")
+    announced: list[str] = []
+    monkeypatch.setattr(service, "_announce", lambda version: announced.append(version.version))
     later = service.cut(PRD, actor="alice")
+    assert announced == ["1.0.1", "2.0.0"]  # the dead cutter's version is announced by the one finishing it
     assert later is not None and later.version == "2.0.0"
     assert records.pending(PRD) == []
     with repository() as repo:

@@ -88,8 +88,11 @@ def _published(detail: dict[str, Any]) -> float | None:
         return None
 
 
-def on_sqs(event: dict[str, Any]) -> dict[str, Any]:
-    """One SQS batch (``ReportBatchItemFailures``): returns the messages to deliver again."""
+def on_sqs(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """One SQS batch (``ReportBatchItemFailures``): returns the messages to deliver again.  With the
+    Lambda ``context``, PRDs not planned before the time left falls under :data:`RESERVE_MS` are left
+    to their redelivery (a re-index of long histories, a slow embedding service) instead of the whole
+    batch timing out."""
     work: dict[str, _Work] = {}
     for record in event.get("Records") or []:
         message_id = str(record.get("messageId", ""))
@@ -108,7 +111,8 @@ def on_sqs(event: dict[str, Any]) -> dict[str, Any]:
             item.versions.add(detail["version"])
         if kind == REINDEX:
             item.all_versions = True
-    failures = process(list(work.values()))
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    failures = process(list(work.values()), remaining_ms=remaining)
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
 
 
@@ -127,14 +131,23 @@ def _code(exc: BaseException) -> str:
     return "internal_error"
 
 
-def process(work: Sequence[_Work]) -> list[str]:
+#: Time kept for writing, checking and answering: planning stops when less is left (ms).
+RESERVE_MS = 30_000
+
+
+def process(work: Sequence[_Work], *, remaining_ms: Any = None) -> list[str]:
     """Plan every PRD, write the plans in one batch; the message ids to retry."""
     from .service import engine
 
     search_engine = engine()
     plans: list[tuple[_Work, _Plan]] = []
     failed: list[str] = []
-    for item in work:
+    for position, item in enumerate(work):
+        if remaining_ms is not None and remaining_ms() < RESERVE_MS:
+            later = work[position:]
+            logger.warning("search indexing out of time: the rest comes back", extra={"prds": len(later)})
+            failed.extend(m for rest in later for m in rest.message_ids)
+            break
         try:
             plans.append((item, plan(item, search_engine)))
         except Exception as exc:

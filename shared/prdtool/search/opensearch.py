@@ -125,6 +125,12 @@ SCHEMA_VERSION = 1
 FOLD, STEM, CJK = "prd_fold", "prd_stem", "prd_cjk"
 #: Field boosts of a word, and the weights of its other forms — the embedded engine's (local.py).
 BOOSTS = {"title": 1.2, "heading": 1.2, "text": 1.0}
+#: Caps that keep a query under Lucene's 1,024 clauses: words (each up to 4 exact/stemmed clauses and
+#: 2 x 3 fuzzy/prefix ones of at most MAX_EXPANSIONS terms), CJK bigrams (2 clauses each), phrases.
+MAX_QUERY_WORDS = 12
+MAX_QUERY_GRAMS = 64
+MAX_QUERY_PHRASES = 8
+MAX_EXPANSIONS = 10
 #: Highlight markers: Unicode noncharacters, reserved for internal use, so text never holds them.
 MARK_ON, MARK_OFF = "\ufdd0", "\ufdd1"
 #: Documents one lookup of a PRD can read (``index.max_result_window``); more is refused, not cut.
@@ -284,7 +290,17 @@ def analyze(parsed: ParsedText) -> _Terms:
         if _tokens(latin):
             phrases.append(latin)
         cjk_phrases.extend(grams(run) for run in CJK_RUN.findall(phrase))
-    return _Terms(tuple(found.values()), tuple(cjk), tuple(phrases), tuple(cjk_phrases))
+    # Lucene refuses a query of more than 1,024 leaf clauses after rewriting (fuzzy and prefix terms
+    # expand): a long question keeps its first words and CJK bigrams (the embedded engine has no such
+    # limit, so only queries beyond these caps rank differently there).
+    words = tuple(found.values())[:MAX_QUERY_WORDS]
+    budget, kept_cjk = MAX_QUERY_GRAMS, []
+    for run_grams in cjk:
+        if budget <= 0:
+            break
+        kept_cjk.append(run_grams[:budget])
+        budget -= len(run_grams)
+    return _Terms(words, tuple(kept_cjk), tuple(phrases[:MAX_QUERY_PHRASES]), tuple(cjk_phrases[:MAX_QUERY_PHRASES]))
 
 
 # ----------------------------------------------------------------------------- query building
@@ -296,10 +312,12 @@ def _word_query(word: _Word) -> dict[str, Any]:
     alternatives.append({"match": {"stem": {"query": word.text, "boost": STEM_BOOST}}})
     if word.fuzzy:
         alternatives += [{"match": {name: {"query": word.text, "fuzziness": word.fuzzy, "prefix_length": 0,
-                                           "fuzzy_transpositions": True, "boost": FUZZY_BOOST}}}
+                                           "fuzzy_transpositions": True, "max_expansions": MAX_EXPANSIONS,
+                                           "boost": FUZZY_BOOST}}}
                          for name in BOOSTS]
     if word.prefix:
-        alternatives += [{"match_bool_prefix": {name: {"query": word.text, "boost": PREFIX_BOOST}}}
+        alternatives += [{"match_bool_prefix": {name: {"query": word.text, "max_expansions": MAX_EXPANSIONS,
+                                                       "boost": PREFIX_BOOST}}}
                          for name in BOOSTS]
     return {"dis_max": {"queries": alternatives, "tie_breaker": TIE_BREAKER}}
 

@@ -140,15 +140,18 @@ def cut(prd_id: str, *, actor: str | None = None, name: str | None = None, messa
 
 
 def finish_pending(prd_id: str, current: records.Head | None = None) -> None:
-    """Finish the versions a cutter left pending (record and head written, commit maybe not)."""
+    """Finish the versions a cutter left pending (record and head written, commit maybe not), and
+    announce them: the cutter died before it could, and search, the push mirror and the editors
+    would otherwise never hear of them (an announcement twice is harmless: its consumers are
+    idempotent)."""
     for version in records.pending(prd_id, current):
         if version.state != records.PENDING and version.commit:
             records.finish(prd_id, version.version, version.commit)  # landed; only still listed
-            continue
-        markdown = read_markdown(version.markdown_key)
-        commit = _commit(version, markdown, None, None)
-        records.finish(prd_id, version.version, commit)
+        else:
+            markdown = read_markdown(version.markdown_key)
+            records.finish(prd_id, version.version, _commit(version, markdown, None, None))
         logger.info("finished a pending version", extra={"prd_id": prd_id, "version": version.version})
+        _announce(records.get(prd_id, version.version))
 
 
 def _changelog_entry(record: records.Version) -> str:
