@@ -194,8 +194,13 @@ class FakeOpenSearch:
             answer["aggregations"] = {"prds": {"value": len({s["prd_id"] for s in self.docs.values()})}}
             return answer
         clauses = body["query"]["bool"]["filter"]
-        hits = [{"_index": INDEX, "_id": doc_id, "_score": 0.0, "_source": _project(source, body["_source"])}
+        hits = [{"_index": INDEX, "_id": doc_id, "_score": 0.0, "_source": _project(source, body["_source"]),
+                 "sort": [source["key"]]}
                 for doc_id, source in self.docs.items() if all(_admits(source, c) for c in clauses)]
+        if body.get("sort") == [{"key": "asc"}]:
+            hits.sort(key=lambda hit: hit["sort"][0])
+            if "search_after" in body:
+                hits = [hit for hit in hits if hit["sort"][0] > body["search_after"][0]]
         return self._hits(hits[: body["size"]])
 
     def _ranked(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -850,3 +855,21 @@ def test_a_long_question_stays_under_lucenes_clause_limit() -> None:
     assert leaves <= 1024
     cjk = analyze(parse_text("我们需要支持微信支付和支付宝" * 35))
     assert sum(len(run) for run in cjk.cjk) <= MAX_QUERY_GRAMS
+
+
+def test_a_prd_with_more_documents_than_a_page_is_read_page_by_page(server: FakeOpenSearch, engine: OpenSearchEngine,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PRD's documents are looked up with search_after (no 10,000 limit): a change replaces them all."""
+    from prdtool.search import opensearch
+
+    monkeypatch.setattr(opensearch, "PRD_PAGE", 2)
+    engine.upsert_prd(prd("p", "# P\n\n" + "".join(f"## S{n}\n\nText {n}.\n\n" for n in range(5))))
+    for version in ("1.0.0", "1.1.0"):
+        engine.add_version(prd("p", "# P\n\n## Only\n\nOne.\n", version=version))
+    assert len(server.docs) == 6 + 2 * 2  # "# P" and five sections; "# P" and "## Only" per version
+    engine.set_members("p", ["zed"])
+    assert {tuple(d["members"]) for d in server.docs.values()} == {("zed",)}
+    lookups = [r for r in server.requests("/_search") if r.body and "search_after" in r.body]
+    assert lookups, "the lookup read more than one page"
+    engine.delete_prd("p")
+    assert server.docs == {}

@@ -133,8 +133,8 @@ MAX_QUERY_PHRASES = 8
 MAX_EXPANSIONS = 10
 #: Highlight markers: Unicode noncharacters, reserved for internal use, so text never holds them.
 MARK_ON, MARK_OFF = "\ufdd0", "\ufdd1"
-#: Documents one lookup of a PRD can read (``index.max_result_window``); more is refused, not cut.
-MAX_PRD_DOCS = 10_000
+#: Documents of a PRD read per request when a change looks them up (paged with ``search_after``).
+PRD_PAGE = 1_000
 BULK_ACTIONS = 500
 BULK_BYTES = 5 * 1024 * 1024  # well under Serverless's and a small domain's request limits
 BULK_TIMEOUT = 60  # seconds: a bulk request waits for a refresh on a domain
@@ -607,17 +607,24 @@ class OpenSearchEngine:
     # -- reads of stored documents
     def _stored(self, prd_id: str, fields: Sequence[str] | None,
                 versions: Iterable[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """``(_id, _source)`` of the PRD's documents as the index has them (``fields``: None = all)."""
+        """``(_id, _source)`` of the PRD's documents as the index has them (``fields``: None = all), read
+        a page at a time in ``key`` order (``search_after``: no limit on how many a PRD has)."""
         clauses: list[dict[str, Any]] = [{"term": {"prd_id": prd_id}}]
         if versions is not None:
             clauses.append({"terms": {"version": sorted(versions)}})
-        body = {"size": MAX_PRD_DOCS, "query": {"bool": {"filter": clauses}},
-                "_source": True if fields is None else {"includes": list(fields)}}
-        with self._calls("lookup"):
-            hits = self._client.search(index=self.index, body=body)["hits"]["hits"]
-        if len(hits) >= MAX_PRD_DOCS:
-            raise RuntimeError(f"PRD {prd_id} has {MAX_PRD_DOCS} or more search documents: more than one lookup reads")
-        return [(str(hit["_id"]), hit.get("_source") or {}) for hit in hits]
+        found: list[tuple[str, dict[str, Any]]] = []
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {"size": PRD_PAGE, "query": {"bool": {"filter": clauses}}, "sort": [{"key": "asc"}],
+                                    "_source": True if fields is None else {"includes": list(fields)}}
+            if after is not None:
+                body["search_after"] = after
+            with self._calls("lookup"):
+                hits = self._client.search(index=self.index, body=body)["hits"]["hits"]
+            found += [(str(hit["_id"]), hit.get("_source") or {}) for hit in hits]
+            if len(hits) < PRD_PAGE:
+                return found
+            after = hits[-1]["sort"]
 
     def _view(self, prd_id: str, fields: Sequence[str] | None,
               versions: Iterable[str] | None = None) -> dict[str, list[dict[str, Any]]]:
