@@ -200,7 +200,11 @@ describe('search on the PRD list', () => {
     assert.equal(await option.getAttribute('aria-selected'), 'true')
     assert.equal(await page.locator('[role="option"][aria-selected="true"]').count(), 1)
     await page.keyboard.press('Enter')
-    await page.waitForURL(url => url.pathname === `/prds/${mine}`)
+    await page.waitForURL(url => url.pathname === `/prds/${mine}` && url.searchParams.get('section') === 'Risks')
+    // ... at the matched section: the cursor goes to "Risks" (the outline marks it) once the text is
+    // there, and the address becomes the PRD's own
+    await page.locator('.outline button[aria-current="location"]', { hasText: 'Risks' }).waitFor()
+    await page.waitForURL(url => url.pathname === `/prds/${mine}` && url.search === '')
     await openEditor(page, mine)
     assert.deepEqual(csp, [])
     assert.deepEqual(errors, [])

@@ -108,7 +108,9 @@ describe('reading the answer', () => {
     expect(versionLabel('  ')).toBeNull()
     expect(versionLabel('1.2.0')).toBe('v1.2.0')
     expect(versionLabel('v1.2.0')).toBe('v1.2.0')
-    expect(resultPath({ prdId: 'p_1-x' })).toBe('/prds/p_1-x')
+    expect(resultPath({ prdId: 'p_1-x', section: '', version: '' })).toBe('/prds/p_1-x')
+    expect(resultPath({ prdId: 'p_1-x', section: 'Risks & issues', version: '' })).toBe('/prds/p_1-x?section=Risks+%26+issues')
+    expect(resultPath({ prdId: 'p_1-x', section: 'Risks', version: '1.2.0' })).toBe('/prds/p_1-x')
   })
 
   it('says how many results, or that none match', () => {

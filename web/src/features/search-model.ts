@@ -123,8 +123,15 @@ export function versionLabel (version: string): string | null {
   return v === '' ? null : `v${v}`
 }
 
-/** Where a result opens: the PRD's editor (the client has no address for one version of a PRD). */
-export const resultPath = (result: Pick<SearchResult, 'prdId'>): string => `/prds/${encodeURIComponent(result.prdId)}`
+/**
+ * Where a result opens: the PRD's editor, at the matched section when the hit is in the current
+ * document (`?section=<heading>`: the editor moves its cursor there); a version's hit opens the PRD
+ * (the client has no address for one version of a PRD).
+ */
+export function resultPath (result: Pick<SearchResult, 'prdId' | 'section' | 'version'>): string {
+  const base = `/prds/${encodeURIComponent(result.prdId)}`
+  return result.section !== '' && result.version === '' ? `${base}?${new URLSearchParams({ section: result.section }).toString()}` : base
+}
 
 /**
  * What the status line says after an answer. When every result was found by meaning only (a

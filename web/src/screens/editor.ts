@@ -253,8 +253,18 @@ function mountOutline (body: HTMLElement, _ytext: Y.Text, view: EditorView): () 
     view.dispatch({ selection: { anchor: at }, effects: EditorView.scrollIntoView(at, { y: 'start', yMargin: 16 }) })
     view.focus()
   }
+  // ?section=<heading> (a search result): the cursor goes to that heading once it is in the text.
+  let wanted = new URLSearchParams(location.search).get('section')
   const rebuild = (): void => {
     headings = outline(view.state.doc.toString())
+    if (wanted !== null) {
+      const i = headings.findIndex(heading => heading.text.trim() === wanted)
+      if (i >= 0) {
+        wanted = null
+        history.replaceState(history.state, '', location.pathname)
+        jump(i)
+      }
+    }
     const signature = headings.map(heading => `${heading.level} ${heading.text}`).join('\n')
     if (signature === shown) return // same headings: only their offsets moved (jump reads them when clicked)
     shown = signature
