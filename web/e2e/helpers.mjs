@@ -1,6 +1,6 @@
 // Shared helpers of the browser tests and the web benchmark: Debian's Chromium driven by
 // playwright-core (never a browser download), logins through the HTTP API, artifacts.
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
@@ -98,9 +98,12 @@ export async function waitFor (predicate, { timeout = 20_000, what = 'condition'
   }
 }
 
-/** Runs axe-core in the page; returns the serious and critical violations. */
-export async function axe (page) {
-  await page.addScriptTag({ path: AXE_SOURCE })
+/** Runs axe-core in the page; returns the serious and critical violations.  `strictCsp`: inject it
+ * through the DevTools protocol instead of a <script> tag, for pages that keep the app's strict
+ * Content-Security-Policy on (no bypassCSP). */
+export async function axe (page, { strictCsp = false } = {}) {
+  if (strictCsp) await page.evaluate(readFileSync(AXE_SOURCE, 'utf8'))
+  else await page.addScriptTag({ path: AXE_SOURCE })
   const result = await page.evaluate(async () => await globalThis.axe.run(document, { resultTypes: ['violations'] }))
   return result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
     .map(v => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')}`)

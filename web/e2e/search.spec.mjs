@@ -5,23 +5,13 @@
 // browser looks for it. Screenshots: search-results, search-versions, search-error (ARTIFACTS).
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
-import { AXE_SOURCE, api, launch, loginAs, openEditor, shot, token, waitFor } from './helpers.mjs'
+import { api, axe, launch, loginAs, openEditor, shot, token, waitFor } from './helpers.mjs'
 
 const INDEX_TIMEOUT = 20_000 // a new PRD is searchable within this (the indexer is asynchronous)
 const VERSION_TIMEOUT = 45_000 // v1.0.0 is cut after the PRD's first quiet spell, then indexed
 
 let browser
 const contexts = []
-
-/** axe-core's serious and critical violations, injected through the DevTools protocol so that the
- * page keeps the app's strict CSP (as transfers.spec.mjs does). */
-async function axe (page) {
-  await page.evaluate(readFileSync(AXE_SOURCE, 'utf8'))
-  const result = await page.evaluate(async () => await globalThis.axe.run(document, { resultTypes: ['violations'] }))
-  return result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
-    .map(v => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')}`)
-}
 
 before(async () => { browser = await launch() })
 after(async () => {
@@ -183,7 +173,7 @@ describe('search on the PRD list', () => {
     assert.equal(await optionOf(page, bobs).count(), 0, 'bob\'s PRD (not shared with alice) is not shown')
     assert.match(await searchStatus(page).textContent(), /^\d+ results? for “/)
     await shot(page, 'search-results')
-    assert.deepEqual(await axe(page), [], 'the list with search results open')
+    assert.deepEqual(await axe(page, { strictCsp: true }), [], 'the list with search results open')
 
     // the keyboard: Down/Up move the active option, wrapping; Enter opens it
     const options = listbox(page).getByRole('option')
@@ -256,7 +246,7 @@ describe('search on the PRD list', () => {
     assert.ok(await optionOf(page, mine).count() >= 2, 'the current document and its version')
     assert.equal(await optionOf(page, bobs).count(), 0)
     await shot(page, 'search-versions')
-    assert.deepEqual(await axe(page), [], 'results with version badges')
+    assert.deepEqual(await axe(page, { strictCsp: true }), [], 'results with version badges')
   })
 })
 
