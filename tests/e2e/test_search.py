@@ -108,9 +108,11 @@ def test_an_edit_is_searchable_and_older_versions_say_what_they_said(
     start = text.index(old)
     client.delete(start, len(old))
     client.insert(start, new)
-    # (text mode: a semantic ranking always has a nearest section, whatever the words)
+    # (text mode: a semantic ranking always has a nearest section, whatever the words)  The version
+    # was indexed moments ago, so this edit waits for the PRD's next indexing slot
+    # (SEARCH_INDEX_INTERVAL, 20 s) after the save (about 5 s).
     until(lambda: found(alice, new, prd["id"], mode="text") and not found(alice, old, prd["id"], mode="text"),
-          "the current text changed")
+          "the current text changed", timeout=45)
     until(lambda: found(alice, old, prd["id"], version=version, mode="text"), f"v{version} is searchable")
     for mode, q in (("text", old), ("hybrid", old), ("semantic", f"A flat {old} fee per order.")):
         hit = search(alice, q, version=version, mode=mode)[0]

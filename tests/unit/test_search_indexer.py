@@ -327,3 +327,135 @@ def test_prds_not_reached_before_the_time_runs_out_come_back(idx: CountingEmbedd
     failures = indexer.on_sqs({"Records": [a, b]}, Context())["batchItemFailures"]
     assert failures == [{"itemIdentifier": b["messageId"]}]
     assert find("zanzibar")[0][0] == first and find("quokka") == []
+
+
+# -- a PRD being typed in is indexed at most once per SEARCH_INDEX_INTERVAL -----------------------------
+
+def typed(prd_id: str, n: int, at: float, **detail: Any) -> dict[str, Any]:
+    """The write queue's event for a save of typed text, published at ``at`` (epoch seconds)."""
+    from datetime import UTC, datetime
+
+    record = message("prd.updated", prd_id, n, changes={"content": True}, editors=["bob"], **detail)
+    body = json.loads(record["body"])
+    body["detail"]["at"] = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    return {**record, "body": json.dumps(body)}
+
+
+@pytest.fixture
+def search_queue(idx: CountingEmbedder, monkeypatch: pytest.MonkeyPatch) -> str:
+    import boto3
+
+    url: str = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="search-unit")["QueueUrl"]
+    monkeypatch.setenv("SEARCH_QUEUE_URL", url)
+    monkeypatch.setenv("SEARCH_INDEX_INTERVAL", "20")
+    reset_settings_cache()
+    return url
+
+
+def waiting(url: str) -> list[tuple[dict[str, Any], int]]:
+    """The messages sent back to the queue, with their delay (moto keeps it on the message)."""
+    import boto3
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends["123456789012"]["us-east-1"].queues[url.rsplit("/", 1)[1]]
+    out = [(json.loads(m.body), round((m.delayed_until / 1000) - time.time())) for m in queue._messages]
+    assert boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"][
+        "ApproximateNumberOfMessagesDelayed"] == str(len(out))
+    return out
+
+
+def test_text_typed_soon_after_indexing_waits_for_the_prds_next_slot(idx: CountingEmbedder, search_queue: str) -> None:
+    prd_id = make_prd(START)
+    assert deliver(message("prd.created", prd_id)) == []
+    read_at = int(PrdModel.get(prd_id).search_read_at) / 1000
+    assert abs(read_at - time.time()) < 5
+    edit(prd_id, START.replace("zanzibar", "quokka"))
+    first, second = typed(prd_id, 1, time.time() - 1), typed(prd_id, 2, time.time())
+    idx.passages.clear()
+    assert deliver(first, second) == []  # acknowledged: it lives on as one delayed message
+    assert idx.passages == [] and find("quokka") == []  # nothing embedded or written yet
+    [(body, delay)] = waiting(search_queue)
+    assert 17 <= delay <= 21  # the rest of the 20 s since the PRD was read
+    assert body["detail-type"] == "prd.updated" and body["detail"]["prd_id"] == prd_id
+    assert body["detail"]["at"] == json.loads(second["body"])["detail"]["at"]  # the newest change
+    assert body["detail"]["first_at"] == json.loads(first["body"])["detail"]["at"]  # the lag counts from here
+
+
+def test_a_waiting_message_indexes_when_its_slot_comes_and_its_duplicates_are_dropped(
+        idx: CountingEmbedder, search_queue: str) -> None:
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    edit(prd_id, START.replace("zanzibar", "quokka"))
+    # The slot came: the last read was 21 s ago.
+    PrdModel(prd_id).update(actions=[PrdModel.search_read_at.set(int((time.time() - 21) * 1000))])
+    idx.passages.clear()
+    assert deliver(typed(prd_id, 1, time.time() - 10)) == []
+    assert find("quokka")[0][0] == prd_id and idx.passages == ["Risks\nChargebacks may rise with quokka fraud rings."]
+    assert waiting(search_queue) == []
+    # Another message of the same burst, published before that read: already in the index.
+    idx.passages.clear()
+    assert deliver(typed(prd_id, 2, time.time() - 9)) == []
+    assert idx.passages == [] and waiting(search_queue) == []
+
+
+def test_the_first_change_after_a_quiet_spell_and_anything_but_text_is_indexed_at_once(
+        idx: CountingEmbedder, search_queue: str) -> None:
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    # A title change (or members, a version, a deletion) never waits, however recent the last read.
+    PrdModel(prd_id).update(actions=[PrdModel.title.set("Quokka checkout")])
+    assert deliver(message("prd.updated", prd_id, 1, changes={"title": "Quokka checkout"})) == []
+    assert find("quokka")[0][0] == prd_id
+    # A text edit mixed into a batch with a member change is indexed with it.
+    edit(prd_id, START.replace("zanzibar", "wombat"))
+    assert deliver(typed(prd_id, 2, time.time()), message("prd.member.changed", prd_id, 3, username="bob")) == []
+    assert find("wombat")[0][0] == prd_id and waiting(search_queue) == []
+    # No status yet (indexed before this version of the worker): at once.
+    PrdModel(prd_id).update(actions=[PrdModel.search_read_at.remove()])
+    edit(prd_id, START.replace("zanzibar", "numbat"))
+    assert deliver(typed(prd_id, 4, time.time())) == []
+    assert find("numbat")[0][0] == prd_id and waiting(search_queue) == []
+
+
+def test_a_deleted_prd_is_never_kept_waiting(idx: CountingEmbedder, search_queue: str) -> None:
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    PrdModel(prd_id).update(actions=[PrdModel.deleted_at.set(int(time.time() * 1000))])
+    assert deliver(typed(prd_id, 1, time.time())) == []
+    assert find("zanzibar") == [] and waiting(search_queue) == []
+
+
+def test_when_the_wait_cannot_be_queued_the_messages_come_back(idx: CountingEmbedder, search_queue: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    monkeypatch.setenv("SEARCH_QUEUE_URL", search_queue + "-gone")
+    reset_settings_cache()
+    record = typed(prd_id, 1, time.time())
+    assert deliver(record) == [record["messageId"]]  # SQS delivers it again after the visibility timeout
+
+
+def test_typing_during_indexing_is_left_to_the_next_slot_not_indexed_again_at_once(
+        idx: CountingEmbedder, search_queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PRD's text moved on while it was indexed (someone is typing): what was written was true
+    when read, so it stands, and one delayed message brings the newer text in the next slot."""
+    prd_id = make_prd(START)
+    real = indexer.apply
+
+    def apply_then_someone_types(p: Any, engine: Any) -> None:
+        real(p, engine)
+        edit(prd_id, START.replace("zanzibar", "quokka"))
+        PrdModel(prd_id).update(actions=[PrdModel.updated_at.set(int(time.time() * 1000))])
+
+    monkeypatch.setattr(indexer, "apply", apply_then_someone_types)
+    idx.passages.clear()
+    assert deliver(message("prd.created", prd_id)) == []
+    assert find("zanzibar")[0][0] == prd_id and len(idx.passages) == 4  # planned once, not three times
+    assert PrdModel.get(prd_id).search_read_at
+    [(body, delay)] = waiting(search_queue)
+    assert body["detail"]["changes"] == {"content": True} and 19 <= delay <= 20
+    monkeypatch.setattr(indexer, "apply", real)
+    PrdModel(prd_id).update(actions=[PrdModel.search_read_at.set(int((time.time() - 21) * 1000))])
+    assert deliver({"messageId": "later", "body": json.dumps(body)}) == []
+    assert find("quokka")[0][0] == prd_id and find("zanzibar") == []

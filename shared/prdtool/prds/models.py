@@ -28,6 +28,7 @@ class PrdModel(Model):
     # The search index's status (prdtool.search.indexer): when it last indexed the PRD, the newest
     # version indexed, and the last failure (cleared by the next success).
     search_indexed_at = NumberAttribute(null=True)
+    search_read_at = NumberAttribute(null=True)  # the indexed text was read then (epoch ms)
     search_indexed_version = UnicodeAttribute(null=True)
     search_error = UnicodeAttribute(null=True)
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound
@@ -51,6 +52,11 @@ class _Work:
     versions: set[str] = field(default_factory=set)
     all_versions: bool = False
     published_at: list[float] = field(default_factory=list)  # epoch seconds of the events (lag)
+    # Only edits of the text (``prd.updated`` with ``changes: {content}``), each with its time: the
+    # work may wait for the PRD's next indexing slot (:data:`INTERVAL_SECONDS`).
+    deferrable: bool = True
+    newest_at: float = 0.0  # the newest change's time
+    body: dict[str, Any] | None = None  # its message (sent again, delayed, when the work waits)
 
 
 @dataclass
@@ -64,10 +70,11 @@ class _Plan:
     versions: list[list[SectionDoc]] = field(default_factory=list)
     newest_version: str | None = None
     embedded: int = 0  # sections embedded (the others reused their indexed vector)
+    read_at: float = 0.0  # when the plan began reading (epoch seconds): the index holds what was true then
     warning: str | None = None  # indexed, but something is missing (e.g. "embedding_refused")
 
 
-def _parse(record: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+def _parse(record: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
     try:
         body = json.loads(record.get("body") or "")
         kind = str(body.get("detail-type") or "")
@@ -78,14 +85,23 @@ def _parse(record: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         return None
     if kind not in INDEXED_EVENTS and kind != REINDEX:
         return None
-    return kind, detail
+    return kind, detail, body
 
 
-def _published(detail: dict[str, Any]) -> float | None:
+def _published(detail: dict[str, Any], key: str = "at") -> float | None:
+    """When the change was published (epoch seconds): ``at``, its event's time; ``first_at``, on a
+    message that waited for its PRD's indexing slot, the time of the first change it stands for."""
     try:
-        return datetime.fromisoformat(str(detail["at"])).timestamp()
+        return datetime.fromisoformat(str(detail[key])).timestamp()
     except (KeyError, ValueError):
         return None
+
+
+def _text_edit(kind: str, detail: dict[str, Any]) -> bool:
+    """An edit of the document's text only (the write queue's ``prd.updated``): nothing a reader's
+    permissions, a title or a version depends on."""
+    changes = detail.get("changes")
+    return kind == "prd.updated" and isinstance(changes, dict) and set(changes) == {"content"}
 
 
 def on_sqs(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -100,12 +116,17 @@ def on_sqs(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         if parsed is None:
             logger.error("a malformed search message was dropped", extra={"message_id": message_id})
             continue
-        kind, detail = parsed
+        kind, detail, body = parsed
         item = work.setdefault(detail["prd_id"], _Work(detail["prd_id"]))
         item.message_ids.append(message_id)
         at = _published(detail)
-        if at is not None:
-            item.published_at.append(at)
+        first = _published(detail, "first_at") or at
+        if first is not None:
+            item.published_at.append(first)
+        if at is None or not _text_edit(kind, detail):
+            item.deferrable = False
+        elif at >= item.newest_at:
+            item.newest_at, item.body = at, body
         item.current = True
         if kind == "prd.version.created" and isinstance(detail.get("version"), str):
             item.versions.add(detail["version"])
@@ -134,6 +155,70 @@ def _code(exc: BaseException) -> str:
 #: Time kept for writing, checking and answering: planning stops when less is left (ms).
 RESERVE_MS = 30_000
 
+#: How far the clocks of the publisher and this worker may disagree (seconds): a change published
+#: less than this before the PRD was last read for the index is not taken as covered by that read.
+SKEW_SECONDS = 2.0
+#: The longest SQS delay (seconds).
+MAX_DELAY_SECONDS = 900
+
+
+def _slot(item: _Work, interval: float) -> tuple[str, float]:
+    """Whether text edits are indexed now: ``("covered", 0)`` if the PRD was read for the index
+    after the newest of them was published (an earlier message of the same burst indexed it),
+    ``("wait", seconds)`` if it was indexed less than ``interval`` ago, else ``("now", 0)``.
+
+    Text is saved about every 5 s while people type, and each save publishes ``prd.updated``;
+    indexing every one would embed the sections being typed in every 5 s (CPU locally, Titan calls
+    in AWS) for a PRD nobody searches yet.  So a PRD being edited is indexed at most once per
+    interval, the first change after a quiet spell at once; membership, title, versions and
+    deletion never wait."""
+    from ..prds.models import PrdModel
+
+    try:
+        prd = PrdModel.get(item.prd_id, consistent_read=True)
+    except PrdModel.DoesNotExist:
+        return "now", 0.0  # the plan finds it gone and deletes it from the index
+    if prd.deleted_at or not prd.search_read_at:
+        return "now", 0.0
+    read_at = float(prd.search_read_at) / 1000
+    if item.newest_at < read_at - SKEW_SECONDS:
+        return "covered", 0.0
+    wait = read_at + interval - time.time()
+    return ("wait", min(wait, MAX_DELAY_SECONDS)) if wait >= 1 else ("now", 0.0)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
+def _wait(item: _Work, seconds: float, body: dict[str, Any] | None = None) -> bool:
+    """Send the work back to the queue, delayed by ``seconds``, as one text-edit message standing
+    for all of ``item``'s (``first_at``: the first change's time, so the lag metric stays honest).
+    False if it could not be sent (the caller keeps the messages instead)."""
+    from ..aws import client
+
+    queue = get_settings().search_queue_url
+    body = body or item.body
+    if not queue or body is None:
+        return False
+    detail = dict(body.get("detail") or {})
+    if item.published_at:
+        detail["first_at"] = _iso(min(item.published_at))
+    try:
+        client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps({**body, "detail": detail}),
+                                   DelaySeconds=max(1, min(MAX_DELAY_SECONDS, math.ceil(seconds))))
+    except Exception:
+        logger.exception("could not queue a PRD's next indexing", extra={"prd_id": item.prd_id})
+        return False
+    logger.info("search indexing waits for the PRD's next slot", extra={"prd_id": item.prd_id,
+                                                                         "seconds": math.ceil(seconds)})
+    return True
+
+
+def _text_edit_body(prd_id: str, at: float) -> dict[str, Any]:
+    return {"detail-type": "prd.updated", "source": "prdtool",
+            "detail": {"prd_id": prd_id, "changes": {"content": True}, "at": _iso(at)}}
+
 
 def process(work: Sequence[_Work], *, remaining_ms: Any = None) -> list[str]:
     """Plan every PRD, write the plans in one batch; the message ids to retry."""
@@ -148,6 +233,24 @@ def process(work: Sequence[_Work], *, remaining_ms: Any = None) -> list[str]:
             logger.warning("search indexing out of time: the rest comes back", extra={"prds": len(later)})
             failed.extend(m for rest in later for m in rest.message_ids)
             break
+        interval = get_settings().search_index_interval
+        if item.deferrable and interval > 0:
+            try:
+                verdict, seconds = _slot(item, interval)
+            except Exception:  # DynamoDB failing: the plan's own reads decide
+                logger.exception("could not read a PRD's index status", extra={"prd_id": item.prd_id})
+                verdict, seconds = "now", 0.0
+            if verdict == "covered":
+                logger.info("search index already holds these edits", extra={"prd_id": item.prd_id})
+                metrics.add_metric(name="SearchIndexCoalesced", unit=MetricUnit.Count, value=len(item.message_ids))
+                continue
+            if verdict == "wait":
+                if _wait(item, seconds):
+                    metrics.add_metric(name="SearchIndexCoalesced", unit=MetricUnit.Count,
+                                       value=len(item.message_ids))
+                    continue
+                failed.extend(item.message_ids)  # delivered again after the visibility timeout
+                continue
         try:
             plans.append((item, plan(item, search_engine)))
         except Exception as exc:
@@ -224,9 +327,17 @@ def _stale(plans: list[tuple[_Work, _Plan]], search_engine: SearchEngine, failed
                 lag = (now - min(item.published_at)) * 1000
                 metrics.add_metric(name="SearchIndexLag", unit=MetricUnit.Milliseconds, value=round(lag, 1))
             if not p.delete:
-                _record_status(p.prd_id, error=p.warning, indexed=True, version=p.newest_version)
+                _record_status(p.prd_id, error=p.warning, indexed=True, version=p.newest_version, read_at=p.read_at)
             logger.info("search index updated", extra={"prd_id": p.prd_id, "embedded": p.embedded,
                                                        "deleted": p.delete})
+            continue
+        if (current is not None and p.meta is not None and not p.delete
+                and replace(current, updated_at=p.meta.updated_at) == p.meta
+                and _wait(item, get_settings().search_index_interval, _text_edit_body(p.prd_id, now))):
+            # Only the text moved on (someone is typing): what was written is right as of its read,
+            # and the index takes the newer text in the PRD's next slot instead of at once.
+            metrics.add_metric(name="SearchIndexed", unit=MetricUnit.Count, value=1)
+            _record_status(p.prd_id, error=p.warning, indexed=True, version=p.newest_version, read_at=p.read_at)
             continue
         if last_round:  # still moving: a redelivery (or the next event) indexes it
             failed.extend(item.message_ids)
@@ -301,16 +412,17 @@ class _Vectors:
 
 def plan(item: _Work, search_engine: SearchEngine) -> _Plan:
     """Read what the PRD is now and prepare its sections (embedded) — no writes to the index."""
+    read_at = time.time()
     meta = _meta(item.prd_id)
     if meta is None:
-        return _Plan(item.prd_id, delete=True)
+        return _Plan(item.prd_id, delete=True, read_at=read_at)
     from ..collab import document, store
 
     markdown = document.markdown_of(store.read(item.prd_id).doc)
     # Vectors to reuse: the current sections' (an edit), the versions' being indexed (a redelivery); a
     # full re-index reads them all once.
     vectors = _Vectors(item.prd_id, search_engine, None if item.all_versions else {"", *item.versions})
-    result = _Plan(item.prd_id, meta=meta, current=vectors.fill(section_docs(meta, markdown)))
+    result = _Plan(item.prd_id, meta=meta, current=vectors.fill(section_docs(meta, markdown)), read_at=read_at)
     from ..versions import records
     from ..versions.service import read_markdown
 
@@ -350,12 +462,16 @@ def apply(p: _Plan, search_engine: SearchEngine) -> None:
         search_engine.add_version(sections)
 
 
-def _record_status(prd_id: str, *, error: str | None, indexed: bool = False, version: str | None = None) -> None:
+def _record_status(prd_id: str, *, error: str | None, indexed: bool = False, version: str | None = None,
+                   read_at: float | None = None) -> None:
     """The PRD's index status (best effort: the index itself is what matters); never recreates a
-    deleted PRD's item.  ``error``: a short code (never an exception's text: readers see it)."""
+    deleted PRD's item.  ``error``: a short code (never an exception's text: readers see it);
+    ``read_at``: when the indexed text was read (what :func:`_slot` compares changes with)."""
     from ..prds.models import PrdModel
 
     actions: list[Any] = [PrdModel.search_indexed_at.set(int(time.time() * 1000))] if indexed else []
+    if read_at:
+        actions.append(PrdModel.search_read_at.set(int(read_at * 1000)))
     actions.append(PrdModel.search_error.set(error) if error else PrdModel.search_error.remove())
     if version is not None:
         actions.append(PrdModel.search_indexed_version.set(version))
