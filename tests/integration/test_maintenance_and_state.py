@@ -107,3 +107,15 @@ def test_connections_answers_the_stacks_own_credentials_only(stack: LocalStack) 
     assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert (unsigned.status_code, unsigned.headers["x-amzn-ErrorType"]) == (403, "MissingAuthenticationTokenException")
+
+
+def test_wait_until_idle_returns_once_the_background_work_of_a_change_is_done(stack: LocalStack) -> None:
+    """What a benchmark waits for before measuring (scripts/bench): every polled queue empty — here a
+    new PRD's indexing, which must be searchable the moment the wait returns."""
+    alice = Api(stack.base_url, login(stack, "alice")["access_token"])
+    word = f"idle{int(time.time() * 1000)}"
+    created = alice.post("/api/prds", {"title": f"Quiet {word}"})
+    assert created.status_code == 201, created.text
+    assert stack.wait_until_idle(timeout=60) is True
+    hits = alice.get(f"/api/search?q={word}&mode=text").json()["results"]
+    assert [h["prdId"] for h in hits] == [created.json()["id"]]
