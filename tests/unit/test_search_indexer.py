@@ -454,8 +454,21 @@ def test_typing_during_indexing_is_left_to_the_next_slot_not_indexed_again_at_on
     assert find("zanzibar")[0][0] == prd_id and len(idx.passages) == 4  # planned once, not three times
     assert PrdModel.get(prd_id).search_read_at
     [(body, delay)] = waiting(search_queue)
-    assert body["detail"]["changes"] == {"content": True} and 19 <= delay <= 20
+    assert body["detail"]["changes"] == {"content": True} and 18 <= delay <= 20
+    assert "first_at" not in body["detail"]  # the creation it was indexing is not what waits
+    assert abs(indexer._published(body["detail"]) - int(PrdModel.get(prd_id).updated_at) / 1000) < 0.01
     monkeypatch.setattr(indexer, "apply", real)
     PrdModel(prd_id).update(actions=[PrdModel.search_read_at.set(int((time.time() - 21) * 1000))])
     assert deliver({"messageId": "later", "body": json.dumps(body)}) == []
     assert find("quokka")[0][0] == prd_id and find("zanzibar") == []
+
+
+def test_an_interval_of_zero_indexes_every_save_at_once(idx: CountingEmbedder, search_queue: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEARCH_INDEX_INTERVAL", "0")
+    reset_settings_cache()
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    edit(prd_id, START.replace("zanzibar", "quokka"))
+    assert deliver(typed(prd_id, 1, time.time())) == []
+    assert find("quokka")[0][0] == prd_id and waiting(search_queue) == []

@@ -53,7 +53,7 @@ class _Work:
     all_versions: bool = False
     published_at: list[float] = field(default_factory=list)  # epoch seconds of the events (lag)
     # Only edits of the text (``prd.updated`` with ``changes: {content}``), each with its time: the
-    # work may wait for the PRD's next indexing slot (:data:`INTERVAL_SECONDS`).
+    # work may wait for the PRD's next indexing slot (setting ``SEARCH_INDEX_INTERVAL``).
     deferrable: bool = True
     newest_at: float = 0.0  # the newest change's time
     body: dict[str, Any] | None = None  # its message (sent again, delayed, when the work waits)
@@ -331,9 +331,11 @@ def _stale(plans: list[tuple[_Work, _Plan]], search_engine: SearchEngine, failed
             logger.info("search index updated", extra={"prd_id": p.prd_id, "embedded": p.embedded,
                                                        "deleted": p.delete})
             continue
-        if (current is not None and p.meta is not None and not p.delete
+        interval = get_settings().search_index_interval
+        if (interval > 0 and current is not None and p.meta is not None and not p.delete
                 and replace(current, updated_at=p.meta.updated_at) == p.meta
-                and _wait(item, get_settings().search_index_interval, _text_edit_body(p.prd_id, now))):
+                and _wait(_Work(p.prd_id), p.read_at + interval - now,
+                          _text_edit_body(p.prd_id, (current.updated_at / 1000) or now))):
             # Only the text moved on (someone is typing): what was written is right as of its read,
             # and the index takes the newer text in the PRD's next slot instead of at once.
             metrics.add_metric(name="SearchIndexed", unit=MetricUnit.Count, value=1)
