@@ -31,10 +31,35 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import imports
-
 NAMES = ("imports", "hostile", "security", "versions", "ai", "transfers", "search", "search-index", "web-panels",
          "audit", "web-latency", "collab-latency", "collab-calls", "cost", "collab-open")
+
+
+def _standalone(module: str, *args: Any) -> Callable[[], str]:
+    """A benchmark that starts what it needs itself: ``scripts.bench.<module>.main(*args)``."""
+
+    def run() -> str:
+        import importlib
+
+        return str(importlib.import_module(f"scripts.bench.{module}").main(*args))
+
+    return run
+
+
+#: Benchmarks that need no shared local stack, in the order they run: name -> (title, run).
+STANDALONE: dict[str, tuple[str, Callable[[], str]]] = {
+    "imports": ("Cold start: handler import time", _standalone("imports")),
+    "hostile": ("Hostile updates: what refusing each costs", _standalone("hostile")),
+    "security": ("Security: authorizer, rate limiting, audit", _standalone("security")),
+    "versions": ("Versions: cutting one against history length, git clone, list and diff", _standalone("versions")),
+    "ai": ("AI drafting: model → requester's screen, per chunk", _standalone("ai")),
+    "transfers": ("Imports and exports: time and peak memory for 10-, 50- and 200-page documents",
+                  _standalone("transfers")),
+    "search": ("Search: query latency at 1k and 10k PRDs, index size", _standalone("search")),
+    "search-index": ("Search: change → searchable through the local stack", _standalone("search_index", [])),
+    "web-panels": ("Web client panels: AI first chunk → painted, history of 1,000 versions",
+                   _standalone("web_panels")),
+}
 
 
 def _section(title: str, body: str, started: float, command: str) -> None:
@@ -61,58 +86,12 @@ def main(argv: list[str] | None = None) -> None:
 
     began = time.monotonic()
     print(f"<!-- python {platform.python_version()} on {platform.machine()}, {sys.platform} -->\n")
-    if "imports" in chosen:
-        started = time.monotonic()
-        _section("Cold start: handler import time", imports.main(), started, "python -m scripts.bench imports")
-    if "hostile" in chosen:
-        from . import hostile
-
-        started = time.monotonic()
-        _section("Hostile updates: what refusing each costs", hostile.main(), started,
-                 "python -m scripts.bench hostile")
-    if "security" in chosen:
-        from . import security
-
-        started = time.monotonic()
-        _section("Security: authorizer, rate limiting, audit", security.main(), started,
-                 "python -m scripts.bench security")
-    if "versions" in chosen:
-        from . import versions
-
-        started = time.monotonic()
-        _section("Versions: cutting one against history length, git clone, list and diff", versions.main(),
-                 started, "python -m scripts.bench versions")
-    if "ai" in chosen:
-        from . import ai
-
-        started = time.monotonic()
-        _section("AI drafting: model → requester's screen, per chunk", ai.main(), started, "python -m scripts.bench ai")
-    if "transfers" in chosen:
-        from . import transfers
-
-        started = time.monotonic()
-        _section("Imports and exports: time and peak memory for 10-, 50- and 200-page documents", transfers.main(),
-                 started, "python -m scripts.bench transfers")
-    if "search" in chosen:
-        from . import search
-
-        started = time.monotonic()
-        _section("Search: query latency at 1k and 10k PRDs, index size", search.main(), started,
-                 "python -m scripts.bench search")
-    if "search-index" in chosen:
-        from . import search_index
-
-        started = time.monotonic()
-        _section("Search: change → searchable through the local stack", search_index.main([]), started,
-                 "python -m scripts.bench search-index")
-    if "web-panels" in chosen:
-        from . import web_panels
-
-        started = time.monotonic()
-        _section("Web client panels: AI first chunk → painted, history of 1,000 versions", web_panels.main(),
-                 started, "python -m scripts.bench web-panels")
-    collab = [n for n in chosen if n not in ("imports", "hostile", "security", "versions", "ai", "transfers",
-                                             "search", "search-index", "web-panels")]
+    for name in chosen:
+        if name in STANDALONE:
+            title, run = STANDALONE[name]
+            started = time.monotonic()
+            _section(title, run(), started, f"python -m scripts.bench {name}")
+    collab = [n for n in chosen if n not in STANDALONE]
     if collab:
         _run_collab(collab, args.history)
     print(f"<!-- total {time.monotonic() - began:.0f} s -->")
