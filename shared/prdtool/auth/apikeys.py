@@ -145,6 +145,7 @@ def revoke(owner: Principal, key_id: str) -> str:
         raise NotFound("API key not found")
     if not item.revoked_at:
         item.update(actions=[ApiKeyModel.revoked_at.set(int(time.time() * 1000))])
+        _tell_open_sessions()
     return str(item.username)
 
 
@@ -156,7 +157,16 @@ def revoke_all_of(username: str) -> int:
         if not item.revoked_at:
             item.update(actions=[ApiKeyModel.revoked_at.set(now_ms)])
             count += 1
+    if count:
+        _tell_open_sessions()
     return count
+
+
+def _tell_open_sessions() -> None:
+    """Bump the revocation generation: open connections' rechecks read the keys again."""
+    from .revocation import bump_generation  # revocation imports this module lazily too
+
+    bump_generation()
 
 
 def _get(key_id: str) -> ApiKeyModel | None:

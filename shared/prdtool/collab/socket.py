@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..auth.policy import Action, Role, allowed
 from ..auth.principal import Principal
@@ -52,6 +52,9 @@ from .protocol import (
     parse_frame,
 )
 from .updates import UnsafeUpdate, inspect_update
+
+if TYPE_CHECKING:
+    from ..auth.revocation import RecheckCache
 
 # Not imported here: pycrdt and ``store`` (which imports it), about 25 ms of this handler's ~200 ms
 # of import (pycrdt loads anyio too; more on a loaded machine).  Only frames that carry or ask for
@@ -143,12 +146,15 @@ def _current_rights(session: Session, event: Mapping[str, Any]) -> Session:
         authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
         principal = Principal.from_context(authorizer)
         role, verdict = None, "revoked"
-        if principal is not None and _credentials_valid(principal):
+        revocations = _revocations()
+        if principal is not None and revocations.valid(principal):
             connected_at = int((event.get("requestContext") or {}).get("connectedAt") or 0)
             role, verdict = _member_role(session.prd_id, principal, connected_at)
         if len(_rechecked) > 20_000:
             _rechecked.clear()
-        _rechecked[session.connection_id] = (now + get_settings().ws_recheck_seconds, role, verdict)
+        # Held no longer than the revocation generation it rests on (the bound stays ws_recheck_seconds).
+        until = min(now + get_settings().ws_recheck_seconds, revocations.valid_until())
+        _rechecked[session.connection_id] = (until, role, verdict)
     if verdict == "revoked":
         live.end_session(session.connection_id, "revoked")
         raise SessionEnded
@@ -168,15 +174,18 @@ def _current_rights(session: Session, event: Mapping[str, Any]) -> Session:
     return replace(session, role=role)
 
 
-def _credentials_valid(principal: Principal) -> bool:
-    from ..auth.revocation import ensure_not_revoked
-    from ..errors import Unauthenticated
+def _revocations() -> RecheckCache:
+    """This container's view of revoked credentials (one generation read per recheck interval)."""
+    global _revocation_cache
+    seconds = get_settings().ws_recheck_seconds
+    if _revocation_cache is None or _revocation_cache.recheck_seconds != seconds:
+        from ..auth.revocation import RecheckCache
 
-    try:
-        ensure_not_revoked(principal)
-    except Unauthenticated:
-        return False
-    return True
+        _revocation_cache = RecheckCache(seconds)
+    return _revocation_cache
+
+
+_revocation_cache: RecheckCache | None = None
 
 
 # PRD id -> (monotonic time until which it holds, epoch ms when it was read, the PRD is live,
