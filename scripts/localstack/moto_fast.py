@@ -41,11 +41,13 @@ and logs any difference (for a debugging session, not for speed).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import threading
 from collections.abc import Callable
 from enum import Enum
+from io import BytesIO
 from typing import Any
 
 log = logging.getLogger("localstack.moto_fast")
@@ -355,6 +357,23 @@ def install(*, verify: bool = False) -> None:
     DynamoHandler.serialized = serialized  # type: ignore[method-assign]
 
 
+def cache_action_lookup() -> None:
+    """Look up a response class's action methods once, not on every request. Idempotent.
+
+    ``BaseResponse.call_action`` asks ``method_names_from_class(self.__class__)`` on every request —
+    ``inspect.getmembers`` over a few hundred attributes of the handler class, about 7 % of moto's
+    CPU on the co-editing path — only to test whether the action's name is among them.  A class's
+    functions are fixed once moto is imported and patched (this runs after every patch of ours), so
+    the answer per class is cached; it is the same list.
+    """
+    import moto.core.responses as responses
+
+    current = responses.method_names_from_class
+    if hasattr(current, "cache_info"):
+        return
+    responses.method_names_from_class = functools.cache(current)  # type: ignore[assignment]
+
+
 def uninstall() -> None:
     """Back to moto's generic serializer (tests, benchmarks)."""
     from moto.dynamodb.responses import DynamoHandler
@@ -362,3 +381,95 @@ def uninstall() -> None:
     current = DynamoHandler.__dict__.get("serialized")
     if current is not None and hasattr(current, _ORIGINAL):
         del DynamoHandler.serialized
+
+
+# ---------------------------------------------------------------- requests and request ids
+
+_ENVIRONS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def request_from_door(method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> Any:
+    """``moto.core.request.Request.from_primitives(method, url, Headers(headers), body)``, built faster.
+
+    ``from_primitives`` runs werkzeug's ``EnvironBuilder`` on every request (URL parsing, IRI
+    encoding, header normalisation): ~20 % of moto's CPU per DynamoDB call on the co-editing path.
+    Its environ has two parts: one that depends only on the method and URL (the request line, the
+    server's name and port, the WSGI constants), built here once per (method, URL) by the same
+    ``EnvironBuilder``; and the part from the headers and body, filled in per request exactly as
+    ``EnvironBuilder.get_environ`` fills it (``CONTENT_TYPE`` from the first ``Content-Type``,
+    ``CONTENT_LENGTH`` from the body, each other header as ``HTTP_<NAME>``, repeats joined by ``", "``)
+    and then as ``from_primitives`` finishes it.  Bodiless requests and ``Transfer-Encoding`` (which
+    ``from_primitives`` treats specially) take ``from_primitives`` itself.
+    ``tests/unit/test_moto_fast.py`` compares the two environs over a corpus of requests.
+    """
+    from moto.core.request import (
+        PRESERVED_HEADER_NAMES_ENVIRON_KEY,
+        Request,
+        environ_key_for_header,
+        should_preserve_original_header_name,
+    )
+
+    if not body or any(name.lower() == "transfer-encoding" for name, _ in headers):
+        from werkzeug.datastructures import Headers
+
+        return Request.from_primitives(method, url, Headers(headers), body)
+    base = _ENVIRONS.get((method, url))
+    if base is None:
+        from urllib.parse import urlparse
+
+        from werkzeug.test import EnvironBuilder
+
+        parsed = urlparse(url)
+        built = EnvironBuilder(method=method, base_url=f"{parsed.scheme}://{parsed.netloc}", path=parsed.path,
+                               query_string=parsed.query, data=b"-").get_environ()
+        base = {key: value for key, value in built.items()
+                if key not in ("CONTENT_TYPE", "CONTENT_LENGTH", "wsgi.input")
+                and (not key.startswith("HTTP_") or key == "HTTP_HOST")}
+        if len(_ENVIRONS) > 1024:
+            _ENVIRONS.clear()
+        _ENVIRONS[(method, url)] = base
+    environ = dict(base)
+    environ["wsgi.input"] = BytesIO(body)
+    content_type: str | None = None
+    combined: dict[str, list[str]] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "content-type":
+            if content_type is None:
+                content_type = value
+            continue
+        if lower == "content-length":
+            continue
+        combined.setdefault(f"HTTP_{name.upper().replace('-', '_')}", []).append(value)
+    if content_type is not None:
+        environ["CONTENT_TYPE"] = content_type
+    environ["CONTENT_LENGTH"] = str(len(body))
+    for key, values in combined.items():
+        environ[key] = ", ".join(values)
+    request = Request(environ)
+    request.environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = {
+        environ_key_for_header(name): name for name, _ in headers if should_preserve_original_header_name(name)
+    }
+    return request
+
+
+def fast_random_strings() -> None:
+    """moto's ``get_random_string`` with one ``choices`` call instead of a ``choice`` per character.
+
+    Every DynamoDB answer carries a 52-character request id made this way: 52 calls into ``random``
+    were ~8 % of moto's CPU per call.  Same alphabet, length and (seeded) generator. Idempotent.
+    """
+    import string
+
+    from moto.moto_api._internal.moto_random import MotoRandom
+
+    if getattr(MotoRandom.get_random_string, "__fast__", False):
+        return
+
+    def get_random_string(self: Any, length: int = 20, include_digits: bool = True, lower_case: bool = False) -> str:
+        pool = string.ascii_letters + (string.digits if include_digits else "")
+        text = "".join(self.choices(pool, k=length))
+        return text.lower() if lower_case else text
+
+    get_random_string.__fast__ = True  # type: ignore[attr-defined]
+    MotoRandom.get_random_string = get_random_string  # type: ignore[method-assign]

@@ -393,3 +393,81 @@ def test_install_is_idempotent_and_reversible(clean_fast_path: None) -> None:
     moto_fast.uninstall()
     assert "serialized" not in DynamoHandler.__dict__
     assert DynamoHandler.serialized is BaseResponse.serialized
+
+
+def test_the_cached_action_lookup_answers_as_moto_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    import moto.core.responses as responses
+    from moto.sqs.responses import SQSResponse
+
+    original = responses.method_names_from_class
+    monkeypatch.setattr(responses, "method_names_from_class", original)
+    moto_fast.cache_action_lookup()
+    moto_fast.cache_action_lookup()  # idempotent: not a cache of a cache
+    cached = responses.method_names_from_class
+    assert cached is not original and cached.__wrapped__ is original  # type: ignore[attr-defined]
+    for handler in (DynamoHandler, SQSResponse):
+        assert cached(handler) == original(handler) and "put_item" in cached(DynamoHandler)
+        assert cached(handler) is cached(handler)
+
+
+DOOR_REQUESTS = [
+    ("POST", "http://127.0.0.1:5000/", [("Host", "127.0.0.1:5000"), ("Accept-Encoding", "identity"),
+                                        ("X-Amz-Target", "DynamoDB_20120810.PutItem"),
+                                        ("Content-Type", "application/x-amz-json-1.0"),
+                                        ("User-Agent", "Boto3/1.40 md/Botocore#1.40"),
+                                        ("X-Amz-Date", "20261206T000000Z"),
+                                        ("Authorization", "AWS4-HMAC-SHA256 Credential=t/20261206/us-east-1/dynamodb/"
+                                                          "aws4_request, SignedHeaders=host, Signature=00"),
+                                        ("amz-sdk-invocation-id", "1f0"), ("amz-sdk-request", "attempt=1; max=3"),
+                                        ("Content-Length", "2")], b"{}"),
+    ("POST", "http://localhost:4566/123456789012/q.fifo?Action=SendMessage&x=%2F",
+     [("Host", "localhost:4566"), ("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"),
+      ("X-Repeat", "a"), ("x-repeat", "b"), ("x-amz-meta-my_key", "kept"), ("Content-Type", "text/plain")],
+     b"Action=SendMessage&MessageBody=%E2%9C%93"),
+    ("PUT", "http://127.0.0.1:5000/some%20path/caf%C3%A9", [("Host", "127.0.0.1:5000"), ("X-Empty", "")], b"\x00\xff"),
+]
+
+
+@pytest.mark.parametrize("method,url,headers,body", DOOR_REQUESTS)
+def test_a_door_request_is_the_request_moto_would_build(method: str, url: str, headers: list[tuple[str, str]],
+                                                         body: bytes) -> None:
+    from moto.core.request import Request
+    from werkzeug.datastructures import Headers
+
+    slow = Request.from_primitives(method, url, Headers(headers), body)
+    for _ in range(2):  # the second time from the cached part
+        fast = moto_fast.request_from_door(method, url, headers, body)
+        assert set(fast.environ) == set(slow.environ)
+        for key, value in slow.environ.items():
+            if key == "wsgi.input":
+                assert fast.environ[key].getvalue() == value.getvalue()
+            elif key == "werkzeug.request":
+                assert value is slow and fast.environ[key] is fast
+            else:
+                assert fast.environ[key] == value, key
+        assert (fast.url, fast.raw_url, fast.host, fast.get_data(), list(fast.headers), fast.args, fast.form) == (
+            slow.url, slow.raw_url, slow.host, slow.get_data(), list(slow.headers), slow.args, slow.form)
+
+
+def test_bodiless_and_chunked_requests_take_moto_s_own_builder() -> None:
+    plain = moto_fast.request_from_door("GET", "http://h:1/x?y=1", [("Host", "h:1")], b"")
+    assert plain.environ["CONTENT_LENGTH"] == "0" and plain.args["y"] == "1"
+    chunked = moto_fast.request_from_door("POST", "http://h:1/", [("Transfer-Encoding", "chunked")], b"abc")
+    assert "HTTP_TRANSFER_ENCODING" not in chunked.environ and chunked.get_data() == b"abc"
+
+
+def test_fast_random_strings_keep_alphabet_length_and_case() -> None:
+    from moto.moto_api._internal import mock_random
+
+    moto_fast.fast_random_strings()
+    moto_fast.fast_random_strings()
+    import string
+
+    long_id = mock_random.get_random_string(length=52)
+    assert len(long_id) == 52 and set(long_id) <= set(string.ascii_letters + string.digits)
+    lower = mock_random.get_random_string(length=200, include_digits=False, lower_case=True)
+    assert len(lower) == 200 and set(lower) <= set(string.ascii_lowercase)
+    mock_random.seed(7)
+    first = mock_random.get_random_string()
+    mock_random.seed(7)
+    assert mock_random.get_random_string() == first  # still the seeded generator
