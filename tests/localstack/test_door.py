@@ -441,18 +441,28 @@ def test_a_worker_installs_the_transport_when_botocore_is_imported_and_not_befor
     assert done.stdout.split() == ["['dynamodb',", "'sqs']", "http://127.0.0.1:5000", "http://127.0.0.1:3000"]
 
 
-def test_the_frame_is_two_lengths_a_json_header_and_the_raw_body() -> None:
-    frame = door.encode_request(DoorRequest("GET", "/x", [("A", "b")], b"\x00\xff"))
+def test_the_frame_is_two_lengths_a_head_of_lines_and_the_raw_body() -> None:
+    headers = [("A", "b"), ("Authorization", "AWS4 x=1, y=2"), ("A", "again: with a colon"), ("E", ""),
+               ("X-Latin", "caf\xe9")]
+    frame = door.encode_request(DoorRequest("GET", "/x?q=1", headers, b"\x00\xff"))
     meta_length, body_length = door.FRAME.unpack(frame[:8])
-    assert frame[8 : 8 + meta_length] == b'{"m":"GET","t":"/x","h":[["A","b"]]}'
+    assert frame[8 : 8 + meta_length] == ("GET\n/x?q=1\nA: b\nAuthorization: AWS4 x=1, y=2\n"
+                                           "A: again: with a colon\nE: \nX-Latin: caf\xe9").encode()
     assert frame[8 + meta_length :] == b"\x00\xff" and body_length == 2
     decoded = door.decode_request(frame[8 : 8 + meta_length], b"\x00\xff")
-    assert decoded == DoorRequest("GET", "/x", [("A", "b")], b"\x00\xff")
+    assert decoded == DoorRequest("GET", "/x?q=1", headers, b"\x00\xff")
     response = door.encode_response(DoorResponse(404, [], b"no"))
     meta_length, _ = door.FRAME.unpack(response[:8])
+    assert response[8 : 8 + meta_length] == b"404"
     assert door.decode_response(response[8 : 8 + meta_length], b"no") == DoorResponse(404, [], b"no")
-    with pytest.raises(door.DoorProtocolError):
-        door.decode_request(b'{"m": "GET"}', b"")
+    for malformed in (b"GET", b"GET\n/x\nno-separator", b""):
+        with pytest.raises(door.DoorProtocolError):
+            door.decode_request(malformed, b"")
+    for malformed in (b"OK", b"200\nA:b", b""):
+        with pytest.raises(door.DoorProtocolError):
+            door.decode_response(malformed, b"")
+    with pytest.raises(door.DoorProtocolError):  # a line break cannot be smuggled into a header
+        door.encode_request(DoorRequest("GET", "/x", [("A", "b\nInjected: yes")], b""))
 
 
 def test_send_many_carries_requests_to_one_door_in_one_exchange_and_the_rest_one_by_one(socket_dir: Path) -> None:
