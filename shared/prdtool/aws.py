@@ -74,3 +74,6 @@ def reset_clients() -> None:
     quick_client.cache_clear()
     presigner.cache_clear()
     _session.cache_clear()
+    from . import dynamo  # it keeps the DynamoDB client's endpoint and session
+
+    dynamo.reset()

@@ -35,6 +35,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from .. import dynamo
 from ..storage import is_conditional_failure, register, table_meta
 
 MAX_CONNECTION_SECONDS = 2 * 3600
@@ -103,10 +104,10 @@ ROSTER_SK = "roster"
 
 def roster_version(prd_id: str) -> str | None:
     """The PRD's current roster version (one strongly consistent read of one small item)."""
-    try:
-        return str(RosterModel.get(_prd_pk(prd_id), ROSTER_SK, consistent_read=True).version)
-    except RosterModel.DoesNotExist:
-        return None
+    # Read on every relayed edit: the lean JSON call (prdtool.dynamo), not Model.get.
+    found = dynamo.get(RosterModel.Meta.table_name, {"pk": {"S": _prd_pk(prd_id)}, "sk": {"S": ROSTER_SK}},
+                       attributes=("version",))
+    return str(found["version"]["S"]) if found and "version" in found else None
 
 
 def _roster_changed(prd_id: str) -> None:

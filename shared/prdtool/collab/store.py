@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 
 from pycrdt import Doc, merge_updates
 from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import UpdateError
 from pynamodb.models import Model
 
+from .. import dynamo
 from ..aws import client
 from ..errors import NotFound
 from ..ids import ulid
@@ -148,13 +149,8 @@ def append_update(prd_id: str, update: bytes, *, origin: str) -> tuple[str, bool
         item.s3_key, item.compression = key, "zlib"
     else:
         item.data = update
-    try:
-        item.save(condition=DocItem.sk.does_not_exist())
-    except PutError as exc:
-        if is_conditional_failure(exc):
-            return sk, False
-        raise
-    return sk, True
+    # The keystroke path: the lean JSON call (prdtool.dynamo), not Model.save (the same item).
+    return sk, dynamo.put_new(DocItem.Meta.table_name, item.serialize(), "sk")
 
 
 def _item_bytes(item: DocItem) -> bytes:
