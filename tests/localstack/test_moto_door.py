@@ -367,3 +367,26 @@ def test_the_door_socket_is_private_and_removed_when_moto_stops() -> None:
         exists_after = path.exists()
         shutil.rmtree(directory, ignore_errors=True)
     assert not exists_after
+
+
+def test_a_long_poll_through_the_door_holds_up_no_other_request(moto: Moto) -> None:
+    """The door serves one request at a time, but not an SQS ReceiveMessage, which may wait."""
+    import time
+
+    sqs = moto.client("sqs")
+    url = sqs.create_queue(QueueName="door-long-poll")["QueueUrl"]
+    ddb = moto.client("dynamodb")
+    ddb.create_table(TableName="door-turns", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    polled: list[Any] = []
+    with moto.through_door():
+        poller = threading.Thread(target=lambda: polled.append(sqs.receive_message(QueueUrl=url, WaitTimeSeconds=3)))
+        poller.start()
+        time.sleep(0.3)  # the poll is waiting in moto
+        started = time.monotonic()
+        ddb.put_item(TableName="door-turns", Item={"pk": {"S": "a"}})
+        assert ddb.get_item(TableName="door-turns", Key={"pk": {"S": "a"}})["Item"] == {"pk": {"S": "a"}}
+        assert time.monotonic() - started < 2, "a DynamoDB call waited for the long poll"
+        poller.join()
+    assert polled and "Messages" not in polled[0]
