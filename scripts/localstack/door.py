@@ -670,6 +670,17 @@ class BotocoreDoorTransport:
         session_class.send = send
         session_class.send_many = send_many  # type: ignore[attr-defined]
 
+    def attach(self, client: Any) -> None:
+        """Put the transport in front of one botocore client's HTTP session only (the orchestrator's
+        SQS pollers: its other clients, and a test's in the same process, stay on HTTP)."""
+        from botocore.httpsession import URLLib3Session
+
+        if self.original is None:
+            self.original = URLLib3Session.send
+        endpoint = client._endpoint
+        if not isinstance(endpoint.http_session, _AttachedSession):
+            endpoint.http_session = _AttachedSession(self, endpoint.http_session)
+
     @staticmethod
     def uninstall(session_class: type[Any]) -> None:
         current = session_class.send
@@ -770,6 +781,20 @@ class BotocoreDoorTransport:
             return DEFAULT_TIMEOUT_SECONDS
         read = getattr(timeout, "read_timeout", timeout)
         return float(read) if isinstance(read, int | float) else DEFAULT_TIMEOUT_SECONDS
+
+
+class _AttachedSession:
+    """One client's HTTP session with a :class:`BotocoreDoorTransport` in front (``attach``)."""
+
+    def __init__(self, transport: BotocoreDoorTransport, session: Any) -> None:
+        self._transport = transport
+        self._session = session
+
+    def send(self, request: Any) -> Any:
+        return self._transport.send(self._session, request)
+
+    def close(self) -> None:
+        self._session.close()
 
 
 # ---------------------------------------------------------------- installing it in a worker

@@ -29,6 +29,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from scripts.localstack.door import BotocoreDoorTransport, DoorClient, DoorRoutes
 from scripts.localstack.manifest import EventRuleSpec, EventSourceMappingSpec, Manifest, RuleTargetSpec
 from scripts.localstack.workers import WorkerPool
 
@@ -163,6 +164,19 @@ class SqsPollers:
             endpoint_url=manifest["endpoint_url"],
             config=Config(max_pool_connections=poller_count + 2, retries={"max_attempts": 2}),
         )
+
+    def use_door(self, path: str) -> None:
+        """Poll through moto's door (``door.py``) instead of HTTP.
+
+        The pollers long-poll each queue every second (``POLL_WAIT_SECONDS``), ~17 requests a second
+        at rest; moto's werkzeug server closes every HTTP connection, so each was a new TCP connection
+        and a new server thread — ~40 % of moto's CPU during a co-editing load.  Through the door each
+        poller thread keeps one connection (a ``ReceiveMessage`` waits on its own door thread, never
+        holding up the door's other requests).
+        """
+        transport = BotocoreDoorTransport(DoorRoutes(endpoint_url=self._manifest["endpoint_url"],
+                                                     moto=DoorClient(path)))
+        transport.attach(self._sqs)
 
     @staticmethod
     def _target_input(target: RuleTargetSpec) -> Callable[[Any], Any]:

@@ -159,6 +159,8 @@ class Runtime:
         self._doors = doors
         self.timers = Timers(manifest, self.pool, scale=settings.schedule_scale)
         self.pollers = SqsPollers(manifest, self.pool)
+        if doors is not None and doors.moto is not None:
+            self.pollers.use_door(doors.moto)
         self.gateway = Gateway(
             manifest,
             self.pool,

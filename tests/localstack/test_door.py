@@ -20,6 +20,7 @@ import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 from botocore.httpsession import URLLib3Session
@@ -501,4 +502,33 @@ def test_send_many_carries_requests_to_one_door_in_one_exchange_and_the_rest_one
         assert not hasattr(URLLib3Session, "send_many")  # uninstalled with the transport
     finally:
         client.close()
+        server.close()
+
+
+def test_a_transport_attached_to_one_client_leaves_the_others_on_http(socket_dir: Path) -> None:
+    seen: list[str] = []
+
+    def queues(request: DoorRequest) -> DoorResponse:
+        seen.append(request.header("X-Amz-Target") or "")
+        body = b'{"QueueUrls": ["http://127.0.0.1:9/123456789012/q"]}'
+        return DoorResponse(200, [("Content-Type", "application/x-amz-json-1.0")], body)
+
+    server = BlockingDoorServer(str(socket_dir / "m.sock"), queues)
+    endpoint = "http://127.0.0.1:9"  # nothing listens: HTTP would fail to connect
+
+    def sqs() -> Any:
+        return boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKID",
+                            aws_secret_access_key="secret", config=Config(retries={"max_attempts": 1}))
+
+    attached, other = sqs(), sqs()
+    transport = BotocoreDoorTransport(DoorRoutes(endpoint_url=endpoint, moto=DoorClient(server.path)))
+    try:
+        transport.attach(attached)
+        transport.attach(attached)  # idempotent
+        assert attached.list_queues()["QueueUrls"] == ["http://127.0.0.1:9/123456789012/q"]
+        assert seen == ["AmazonSQS.ListQueues"]
+        with pytest.raises(EndpointConnectionError):
+            other.list_queues()
+        assert seen == ["AmazonSQS.ListQueues"] and not hasattr(URLLib3Session, "send_many")
+    finally:
         server.close()
