@@ -86,6 +86,18 @@ class PortInUseError(StackError):
     pass
 
 
+def background_functions(manifest: Manifest) -> set[str]:
+    """The functions no request waits for: neither an HTTP or WebSocket route nor an authorizer
+    runs them (queue consumers, rule and schedule targets)."""
+    waited_for = {route["function"] for route in manifest["http_routes"]}
+    waited_for |= {authorizer["function"] for authorizer in manifest["http_authorizers"].values()}
+    websocket = manifest["websocket"]
+    if websocket is not None:
+        waited_for |= {route["function"] for route in websocket["routes"]}
+        waited_for |= {authorizer["function"] for authorizer in websocket["authorizers"]}
+    return set(manifest["functions"]) - waited_for
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """The runtime's knobs, read once from the environment by :meth:`from_env`."""
@@ -155,6 +167,7 @@ class Runtime:
             max_concurrency=settings.max_concurrency,
             stack_id=stack_id,
             doors=doors,
+            background=background_functions(manifest),
         )
         self._doors = doors
         self.timers = Timers(manifest, self.pool, scale=settings.schedule_scale)

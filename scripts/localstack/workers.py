@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ WORKER_MAIN = Path(__file__).with_name("worker_main.py")
 # 4 queued a workshop's edits: at 50 editors x 2 edits/s, bursts keep 4 busy while half the CPU
 # is idle, and the queue then grows (docs/benchmarks.md, edit latency); 8 keeps up.
 DEFAULT_MAX_CONCURRENCY = 8
+BACKGROUND_NICE = 10  # added to a background function's processes' niceness (WorkerPool)
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit on the init phase of an on-demand environment
 SHUTDOWN_GRACE_SECONDS = 2.0
 # Lambda retries a failed asynchronous invocation twice, about 1 and 2 minutes apart.  Locally the
@@ -177,8 +178,11 @@ class _Worker:
         env: Mapping[str, str],
         stack_id: str | None = None,
         doors: WorkerDoors | None = None,
+        nice: int = 0,
     ) -> _Worker:
-        """Start a process and run Lambda's init phase (importing the handler); raises _WorkerGone."""
+        """Start a process and run Lambda's init phase (importing the handler); raises _WorkerGone.
+
+        ``nice``: added to the process's niceness before its init (a background function's)."""
         parent_end, child_end = socket.socketpair()
         layer_args = [arg for layer in spec["layer_dirs"] for arg in ("--layer", layer)]
         lifeline = lifeline_fd()
@@ -218,6 +222,9 @@ class _Worker:
             ) from None
         finally:
             child_end.close()
+        if nice:
+            with contextlib.suppress(OSError):  # gone already: its init reports why
+                os.setpriority(os.PRIO_PROCESS, process.pid, os.getpriority(os.PRIO_PROCESS, process.pid) + nice)
         reader, writer = await asyncio.open_unix_connection(sock=parent_end)
         worker = cls(function, process, reader, writer)
         try:
@@ -315,10 +322,12 @@ class FunctionPool:
         capacity: int,
         stack_id: str | None = None,
         doors: WorkerDoors | None = None,
+        nice: int = 0,
     ) -> None:
         self.function = function
         self.spec = spec
         self.capacity = capacity
+        self.nice = nice
         self._env = dict(env)
         self._stack_id = stack_id
         self._doors = doors
@@ -354,7 +363,8 @@ class FunctionPool:
         else:
             init_started = time.monotonic()
             try:
-                worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id, self._doors)
+                worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id, self._doors,
+                                             self.nice)
             except _WorkerGone as gone:
                 return self._failure(request_id, init_started, gone.error, (time.monotonic() - init_started) * 1000)
             init_ms = (time.monotonic() - init_started) * 1000
@@ -449,9 +459,16 @@ class WorkerPool:
         async_retry_delays: Sequence[float] = ASYNC_RETRY_DELAYS_SECONDS,
         stack_id: str | None = None,
         doors: WorkerDoors | None = None,
+        background: Collection[str] = (),
     ) -> None:
         """``stack_id`` marks every process (``--stack-id``) so a later start can find leftovers;
-        ``doors``: the unix sockets the workers reach moto and ``@connections`` through (None: HTTP)."""
+        ``doors``: the unix sockets the workers reach moto and ``@connections`` through (None: HTTP).
+
+        ``background``: functions nobody waits for (queue, rule and schedule targets); their processes
+        run at a lower CPU priority (``BACKGROUND_NICE``).  In AWS every execution environment has
+        CPU of its own; here all share a few cores, and a background burst — the search indexer
+        embedding a PRD with the local model takes seconds of CPU — would otherwise delay the
+        requests people wait for (it doubled the edit relay's latency while it ran)."""
         overrides = dict(env_overrides or {})
         self._async_retry_delays = tuple(async_retry_delays)
         self._pools: dict[str, FunctionPool] = {}
@@ -461,7 +478,8 @@ class WorkerPool:
             env = {**spec["environment"], **overrides, **lambda_runtime_environment(spec)}
             reserved = spec.get("reserved_concurrency")
             capacity = max_concurrency if reserved is None else min(max_concurrency, reserved)
-            self._pools[logical_id] = FunctionPool(logical_id, spec, env, capacity, stack_id, doors)
+            nice = BACKGROUND_NICE if logical_id in background else 0
+            self._pools[logical_id] = FunctionPool(logical_id, spec, env, capacity, stack_id, doors, nice)
 
     async def invoke(self, function: str, event: Any) -> InvocationResult:
         """Synchronous invocation (``RequestResponse``): what API Gateway and SQS pollers do."""

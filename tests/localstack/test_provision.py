@@ -708,3 +708,13 @@ def test_sub_join_select_split_and_conditions(resolver: Resolver) -> None:
 def test_unsupported_or_broken_intrinsics_fail_clearly(resolver: Resolver, value: Any, message: str) -> None:
     with pytest.raises(TemplateError, match=message):
         resolver.resolve(value, "Somewhere")
+
+
+def test_background_functions_are_those_no_route_or_authorizer_runs(manifest: Manifest) -> None:
+    from scripts.localstack.stack import background_functions
+
+    background = background_functions(manifest)
+    assert {"DocWriterFunction", "SearchIndexerFunction", "VersionFunction", "AuditWriterFunction",
+            "AiWorkerFunction", "ImportWorkerFunction", "ExportWorkerFunction"} <= background
+    assert not background & {"WebSocketFunction", "AuthorizerFunction", "PrdsFunction", "AuthFunction",
+                              "GitFunction", "SearchApiFunction", "HealthFunction"}

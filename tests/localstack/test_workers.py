@@ -214,3 +214,15 @@ def test_an_asynchronous_invocation_is_retried_twice_then_dropped(caplog: pytest
     reports = [r for r in caplog.records if r.name == "localstack.lambda" and r.getMessage().startswith("maybe_fail ")]
     assert len(reports) == 3
     assert any("dropped after 3 attempts" in record.getMessage() for record in caplog.records)
+
+
+def test_a_background_functions_processes_run_at_a_lower_cpu_priority() -> None:
+    background, waited_for = basic("count"), function_spec("waited", "basic", "app.count", layers=("layer",))
+
+    async def body(pool: WorkerPool) -> list[int]:
+        results = [await pool.invoke("count", {}), await pool.invoke("waited", {})]
+        assert all(result.ok for result in results)
+        return [os.getpriority(os.PRIO_PROCESS, result.payload["pid"]) for result in results]
+
+    low, normal = with_pool([background, waited_for], body, background={"count"})
+    assert (low, normal) == (os.getpriority(os.PRIO_PROCESS, 0) + 10, os.getpriority(os.PRIO_PROCESS, 0))
