@@ -204,6 +204,18 @@ describe('the AI assistant', () => {
     await alice.getByLabel('Mode').selectOption('fill-gaps')
     assert.equal(await alice.getByLabel('Section', { exact: true }).isVisible(), false)
     await ask(alice, { prompt: 'Draft every missing section, with realistic detail.' })
+    // the answer to Stop is held until the worker's "cancelled" frame has settled the card and the job
+    // was read again: the order that once left the card's buttons disabled for good (the answer then
+    // added nothing new to show)
+    await alice.route('**/api/ai/jobs/*/cancel', async route => {
+      const reread = alice.waitForResponse(r => r.request().method() === 'GET' && /\/api\/ai\/jobs\/[^/]+$/.test(new URL(r.url()).pathname),
+        { timeout: 15_000 }).catch(() => {})
+      const response = await route.fetch()
+      await card(alice, 'cancelled').waitFor({ timeout: 15_000 }).catch(() => {})
+      await reread
+      await new Promise(resolve => setTimeout(resolve, 300))
+      await route.fulfill({ response })
+    })
     await card(alice).first().getByRole('button', { name: 'Stop' }).click()
     await card(alice, 'cancelled').waitFor({ timeout: 20_000 })
     assert.match(await card(alice, 'cancelled').textContent(), /Cancelled/)

@@ -408,7 +408,10 @@ export function mount (body: HTMLElement, ctx: PanelContext): (() => void) | und
       if (disposed) return
       item.busy = false
       item.draft = null
-      merge(item, answer)
+      // always shown again: the buttons were disabled while busy, and the answer may add nothing new
+      // (a frame or a read may have brought the settled job first)
+      take(item, answer)
+      render(item)
       const what = whatFor(job.mode, job.section)
       if (action === 'approve') announce(`Approved ${what}: the document now shows it.`)
       if (action === 'reject') announce(`Rejected ${what}; the document was not changed.`)
