@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import WebSocketError, WSMsgType, web
@@ -247,7 +247,7 @@ def canonical_request(method: str, host: str, raw_path: str, raw_query: str,
             if found:
                 values.setdefault(name.lower(), []).extend(found)
     if "host" not in values:
-        values["host"] = [_host_from_url(f"http://{host}")]
+        values["host"] = [_signed_host(host)]
     names = sorted(values)
     canonical_headers = "".join(f"{name}:{','.join(' '.join(v.split()) for v in values[name])}\n" for name in names)
     query = ""
@@ -258,6 +258,12 @@ def canonical_request(method: str, host: str, raw_path: str, raw_query: str,
     payload = declared[0] if declared else hashlib.sha256(body).hexdigest()
     path = _canonical_path(host, raw_path)
     return "\n".join((method.upper(), path, query, canonical_headers, ";".join(names), payload))
+
+
+@lru_cache(maxsize=64)
+def _signed_host(host: str) -> str:
+    # botocore's Host for a URL on that host (the default port dropped); the same for every post
+    return _host_from_url(f"http://{host}")
 
 
 @lru_cache(maxsize=4096)
@@ -299,6 +305,17 @@ class _CachedKeySigner(SigV4Auth):
         return hmac.digest(key, string_to_sign.encode("utf-8"), "sha256").hex()
 
 
+class ReceivedRequest(NamedTuple):
+    """A request as the gateway received it, for the signature check."""
+
+    method: str
+    host: str
+    raw_path: str
+    raw_query: str
+    headers: CIMultiDictProxy[str] | CIMultiDict[str]
+    body: bytes
+
+
 class SigV4Verifier:
     """API Gateway's check of an IAM-authorised (SigV4-signed) request, done with botocore's own signer.
 
@@ -319,6 +336,7 @@ class SigV4Verifier:
             if credentials is not None
             else None
         )
+        self._scopes: dict[str, tuple[str, list[str], str] | None] = {}  # _accepted_scope's answers
 
     def check(
         self,
@@ -330,7 +348,61 @@ class SigV4Verifier:
         body: bytes,
         now: datetime | None = None,
     ) -> AuthRefusal | None:
-        """None if the request is signed with our credentials, else why not."""
+        """None if the request is signed with our credentials, else why not.
+
+        A fan-out's posts all carry the same ``Authorization`` but for the signature, so what comes
+        before it is checked once (``_accepted_scope``) and a request that is well signed is accepted
+        by a short path; any other request — malformed, foreign, stale, with a declared payload hash,
+        or with a wrong signature — goes through the whole check, which says why it is refused.
+        """
+        request = ReceivedRequest(method, host, raw_path, raw_query, headers, body)
+        if self._well_signed(request, now):
+            return None
+        return self._full_check(request, now)
+
+    def _well_signed(self, request: ReceivedRequest, now: datetime | None) -> bool:
+        method, host, raw_path, raw_query, headers, body = request
+        authorization = headers.get("Authorization")
+        if not authorization or self._signer is None:
+            return False
+        head, separator, signature = authorization.rpartition(", Signature=")
+        scope = self._accepted_scope(head) if separator else None
+        amz_date = headers.get("X-Amz-Date", "")
+        if scope is None or amz_date[:8] != scope[0] or "X-Amz-Content-SHA256" in headers:
+            return False
+        signed_at = _parse_amz_date(amz_date)
+        now = now or datetime.now(UTC)
+        if signed_at is None or not now - SIGV4_MAX_SKEW <= signed_at <= now + SIGV4_MAX_SKEW:
+            return False
+        canonical = canonical_request(method, host, raw_path, raw_query, headers, scope[1], body)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        string_to_sign = "\n".join((SIGV4_ALGORITHM, amz_date, scope[2], digest))
+        return hmac.compare_digest(self._signer.signature(string_to_sign, _Timestamped(amz_date)), signature)
+
+    def _accepted_scope(self, head: str) -> tuple[str, list[str], str] | None:
+        """What an ``Authorization`` before its signature (``AWS4-HMAC-SHA256 Credential=.../...,
+        SignedHeaders=...``) binds — (day, signed header names, credential scope) — if it is one the
+        whole check would accept: our key, region and service, the host signed; else None."""
+        found = self._scopes.get(head)
+        if found is not None or head in self._scopes:
+            return found
+        accepted: tuple[str, list[str], str] | None = None
+        algorithm, _, parameters = head.strip().partition(" ")
+        fields = dict(part.strip().partition("=")[::2] for part in parameters.split(","))
+        credential, signed = fields.get("Credential", ""), fields.get("SignedHeaders", "")
+        parts = credential.split("/")
+        if (algorithm == SIGV4_ALGORITHM and len(parts) == 5 and self._credentials is not None
+                and parts[0] == self._credentials.access_key_id and parts[2:] == [self._region, self._service,
+                                                                                     "aws4_request"]
+                and "host" in signed.split(";")):
+            accepted = (parts[1], signed.split(";"), "/".join(parts[1:]))
+        if len(self._scopes) >= 64:
+            self._scopes.clear()
+        self._scopes[head] = accepted
+        return accepted
+
+    def _full_check(self, request: ReceivedRequest, now: datetime | None = None) -> AuthRefusal | None:
+        method, host, raw_path, raw_query, headers, body = request
         authorization = headers.get("Authorization")
         if not authorization:
             return AuthRefusal("MissingAuthenticationTokenException", "Missing Authentication Token")

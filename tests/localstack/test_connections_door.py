@@ -3,6 +3,7 @@ answers they get over HTTP — SigV4 check included — from the same code (Gate
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import json
@@ -11,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,75 @@ def test_the_gateways_canonical_request_is_botocores(method: str, path: str, que
                 request.headers[name] = value
     theirs = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "execute-api", REGION).canonical_request(request)
     assert canonical_request(method, received["Host"], path, query, received, signed, body) == theirs
+
+
+def _signed_variants() -> list[tuple[str, str, dict[str, str], bytes, datetime]]:
+    """Requests to check: well signed, and each way of being wrong (label, path, headers, body, now)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    at = datetime(2026, 12, 7, 3, 4, 5, tzinfo=UTC)
+    path, body = "/@connections/abc%3D", b'{"m":"frame"}'
+
+    def sign(access: str = ACCESS_KEY, secret: str = SECRET_KEY, region: str = REGION, service: str = "execute-api",
+             extra: dict[str, str] | None = None, when: datetime = at) -> dict[str, str]:
+        import botocore.auth
+
+        saved = botocore.auth.get_current_datetime
+        botocore.auth.get_current_datetime = lambda: when.replace(tzinfo=None)  # type: ignore[assignment]
+        try:
+            request = AWSRequest(method="POST", url=f"http://127.0.0.1:3000{path}", data=body, headers=extra or {})
+            SigV4Auth(Credentials(access, secret), service, region).add_auth(request)
+        finally:
+            botocore.auth.get_current_datetime = saved  # type: ignore[assignment]
+        return dict(request.headers.items())
+
+    good = sign()
+    variants = [
+        ("well signed", good),
+        ("another secret", sign(secret="testing")),
+        ("another key", sign(access="AKIAOTHER")),
+        ("another region", sign(region="eu-west-1")),
+        ("another service", sign(service="dynamodb")),
+        ("six minutes old", sign(when=at - timedelta(minutes=6))),
+        ("from the future", sign(when=at + timedelta(minutes=6))),
+        ("yesterday's scope", {**good, "X-Amz-Date": "20261206T235959Z"}),
+        ("payload hash signed", sign(extra={"X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest()})),
+        ("payload hash wrong", {**sign(extra={"X-Amz-Content-SHA256": "0" * 64})}),
+        ("signature altered", {**good, "Authorization": good["Authorization"][:-1] + "0"}),
+        ("field after the signature", {**good, "Authorization": good["Authorization"] + ", Extra=1"}),
+        ("no host signed", {**good, "Authorization": good["Authorization"].replace("SignedHeaders=host;",
+                                                                                     "SignedHeaders=")}),
+        ("another algorithm", {**good, "Authorization": good["Authorization"].replace("AWS4-HMAC-SHA256",
+                                                                                        "AWS4-HMAC-SHA1")}),
+        ("garbage", {**good, "Authorization": "Bearer abc"}),
+        ("no authorization", {k: v for k, v in good.items() if k != "Authorization"}),
+        ("no date", {k: v for k, v in good.items() if k != "X-Amz-Date"}),
+    ]
+    return [(label, path, headers, body, at) for label, headers in variants]
+
+
+def test_the_short_path_accepts_exactly_what_the_whole_check_accepts() -> None:
+    from multidict import CIMultiDict
+
+    from scripts.localstack.gateway import AwsCredentials, ReceivedRequest, SigV4Verifier
+
+    verifier = SigV4Verifier(AwsCredentials(ACCESS_KEY, SECRET_KEY), REGION)
+    answers = {}
+    for label, path, headers, body, at in _signed_variants():
+        received = CIMultiDict(headers)
+        request = ReceivedRequest("POST", "127.0.0.1:3000", path, "", received, body)
+        for _ in range(2):  # the second time from the cached scope
+            short = verifier._well_signed(request, at)
+            whole = verifier._full_check(request, at)
+            checked = verifier.check("POST", "127.0.0.1:3000", path, "", received, body, at)
+            assert whole is None or not short, label  # never accepts what the whole check refuses
+            assert checked == whole, label
+        answers[label] = None if whole is None else whole.error_type
+        if label == "well signed":  # ... and takes the short way when it can
+            assert verifier._well_signed(request, at)
+    accepted = {label for label, answer in answers.items() if answer is None}
+    assert accepted == {"well signed", "payload hash signed", "field after the signature"}, answers
+    assert answers["another key"] == "UnrecognizedClientException"
+    assert answers["signature altered"] == answers["six minutes old"] == "InvalidSignatureException"
