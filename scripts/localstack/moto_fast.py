@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import inspect
 import json
 import logging
 import threading
@@ -374,13 +375,89 @@ def cache_action_lookup() -> None:
     responses.method_names_from_class = functools.cache(current)  # type: ignore[assignment]
 
 
+def query_one_partition() -> None:
+    """A table ``Query`` reads its partition, not the whole table sorted. Idempotent.
+
+    moto 5.2.5's ``Table.query`` (no index) starts from ``all_items()`` — every item of every
+    partition, *sorted* by hash and range key with ``DynamoType`` comparisons — and keeps those whose
+    hash key equals the query's.  So each ``Query`` cost grew with the whole table: the doc writer's
+    read of one PRD's 500 updates sorted every PRD's updates (and, paged, did so again per page), and
+    a roster read sorted every connection of every PRD.  Here, while a table query without an index
+    runs, ``all_items()`` of that table answers that partition's items in range-key order — exactly
+    the subsequence the filter would keep (``DynamoType``'s hash agrees with its equality, so the
+    partition dict's lookup finds the very items ``==`` would), in the same order.  Index queries and
+    every other caller of ``all_items()`` (scans, exports) are untouched.
+    ``tests/unit/test_moto_fast.py`` compares results with and without it.
+    """
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table.query, "__fast__", False):
+        return
+    original_query = Table.query
+    original_all_items = Table.all_items
+    current = threading.local()
+    # where index_name comes among the positional arguments after hash_key (the backend passes it so)
+    index_at = list(inspect.signature(original_query).parameters).index("index_name") - 2
+
+    def all_items(self: Any) -> list[Any]:
+        target = getattr(current, "partition", None)
+        if target is None or target[0] is not self:
+            return original_all_items(self)
+        partition = self.items.get(target[1])  # .get: the defaultdict makes no empty partition
+        if partition is None:
+            return []
+        if not self.range_key_attr:
+            return [partition]
+        return sorted(partition.values(), key=lambda item: item.range_key)
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[index_at] if len(args) > index_at else None)
+        if index_name or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        outer = getattr(current, "partition", None)
+        current.partition = (self, hash_key)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            current.partition = outer
+
+    query.__fast__ = True  # type: ignore[attr-defined]
+    setattr(query, _ORIGINAL, original_query)
+    setattr(all_items, _ORIGINAL, original_all_items)
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
+
+
+def cache_jsonpath_parse() -> None:
+    """Parse each JSONPath once, not once per event and target. Idempotent.
+
+    moto's EventBridge builds every delivered event from an input template
+    (``EventTemplateParser.parse``): eight JSONPaths (``$.detail``, ``$.source``, ...) for the default
+    template, each through ``jsonpath_ng.ext.parse`` — which builds a fresh PLY lexer and yacc
+    parser (~1.5 ms) every time.  A ``PutEvents`` matching two rules cost ~30 ms of moto's time,
+    during which the door served nobody else (every ``prd.updated`` the doc writer publishes).  A
+    parsed expression is an immutable tree (``find`` reads it), so the same path string can share
+    one; the cache is bounded (templates and input paths come from the template's rules).
+    """
+    import jsonpath_ng.ext as ext
+
+    if hasattr(ext.parse, "cache_info"):
+        return
+    ext.parse = functools.lru_cache(maxsize=1024)(ext.parse)
+
+
 def uninstall() -> None:
-    """Back to moto's generic serializer (tests, benchmarks)."""
+    """Back to moto's generic serializer and its whole-table query (tests, benchmarks)."""
+    from moto.dynamodb.models.table import Table
     from moto.dynamodb.responses import DynamoHandler
 
     current = DynamoHandler.__dict__.get("serialized")
     if current is not None and hasattr(current, _ORIGINAL):
         del DynamoHandler.serialized
+    for name in ("query", "all_items"):
+        patched = Table.__dict__.get(name)
+        if patched is not None and hasattr(patched, _ORIGINAL):
+            setattr(Table, name, getattr(patched, _ORIGINAL))
 
 
 # ---------------------------------------------------------------- requests and request ids

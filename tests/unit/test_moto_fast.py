@@ -346,6 +346,7 @@ def _run(fast: bool) -> list[tuple[str, Any]]:
     moto_fast.uninstall()
     if fast:
         moto_fast.install()
+        moto_fast.query_one_partition()
     with mock_aws():
         ddb = _client()
         results = _scenario(ddb)
@@ -364,6 +365,83 @@ def test_boto3_parses_the_same_responses(no_network: None, clean_fast_path: None
     assert by_label["get"]["Item"]["exp"]["N"] == "1.5E+10"
     assert by_label["query"]["Count"] == 61
     assert by_label["conditional put fails"]["error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _partitions_scenario(ddb: Any) -> list[tuple[str, Any]]:
+    """Queries of one partition among many, every way the product pages and orders them."""
+    _tables(ddb)
+    for p in range(6):
+        for i in range(23):  # interleaved partitions, written out of key order
+            k = (i * 7) % 23
+            ddb.put_item(TableName="docs", Item={"pk": {"S": f"p{p}"}, "sk": {"S": f"upd#{k:03d}"},
+                                                 "user": {"S": f"u{k % 4}"}, "n": {"N": str(k % 5)}})
+    ddb.put_item(TableName="docs", Item={"pk": {"S": "p2"}, "sk": {"S": "head"}, "v": {"N": "1"}})
+    ddb.put_item(TableName="bins", Item={"id": {"B": b"\x01"}, "v": {"S": "one"}})
+    ddb.put_item(TableName="bins", Item={"id": {"B": b"\x02"}, "v": {"S": "two"}})
+    out: list[tuple[str, Any]] = []
+    key = {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "p2"}}}
+    prefix = {"KeyConditionExpression": "pk = :p AND begins_with(sk, :u)",
+              "ExpressionAttributeValues": {":p": {"S": "p2"}, ":u": {"S": "upd#"}}}
+    out.append(("all", ddb.query(TableName="docs", ConsistentRead=True, **key)))
+    for forward in (True, False):
+        start: dict[str, Any] | None = None
+        for page in range(5):
+            extra = {"ExclusiveStartKey": start} if start else {}
+            answer = ddb.query(TableName="docs", Limit=5, ScanIndexForward=forward, **prefix, **extra)
+            out.append((f"page {page} forward={forward}", answer))
+            start = answer.get("LastEvaluatedKey")
+            if start is None:
+                break
+    out.append(("between", ddb.query(TableName="docs", KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+                                     ExpressionAttributeValues={":p": {"S": "p4"}, ":a": {"S": "upd#005"},
+                                                                ":b": {"S": "upd#011"}})))
+    out.append(("absent partition", ddb.query(TableName="docs", KeyConditionExpression="pk = :p",
+                                              ExpressionAttributeValues={":p": {"S": "nobody"}})))
+    out.append(("gsi", ddb.query(TableName="docs", IndexName="by_user", KeyConditionExpression="#u = :u",
+                                 ExpressionAttributeNames={"#u": "user"},
+                                 ExpressionAttributeValues={":u": {"S": "u1"}})))
+    out.append(("lsi", ddb.query(TableName="docs", IndexName="by_n", KeyConditionExpression="pk = :p AND n < :n",
+                                 ExpressionAttributeValues={":p": {"S": "p3"}, ":n": {"N": "2"}})))
+    out.append(("hash only", ddb.query(TableName="bins", KeyConditionExpression="id = :i",
+                                       ExpressionAttributeValues={":i": {"B": b"\x02"}})))
+    out.append(("scan", ddb.scan(TableName="docs", Limit=30)))
+    return out
+
+
+def test_a_query_reads_its_partition_and_answers_as_moto_does(monkeypatch: pytest.MonkeyPatch, no_network: None,
+                                                              clean_fast_path: None) -> None:
+    from moto.dynamodb.models.table import Table
+
+    answers = []
+    for fast in (False, True):
+        moto_fast.uninstall()
+        whole_table_reads = Counter[str]()
+        moto_all_items = Table.all_items
+
+        def counting(self: Any, _original: Any = moto_all_items, _reads: Counter[str] = whole_table_reads) -> Any:
+            _reads[self.name] += 1
+            return _original(self)
+
+        monkeypatch.setattr(Table, "all_items", counting)  # what query_one_partition finds as moto's
+        if fast:
+            moto_fast.query_one_partition()
+            moto_fast.query_one_partition()  # idempotent
+        with mock_aws():
+            answers.append((_partitions_scenario(_client()), sum(whole_table_reads.values())))
+        moto_fast.uninstall()
+        monkeypatch.undo()
+    (generic, _), (fast_answers, whole_table_sorts) = answers
+    assert [label for label, _ in fast_answers] == [label for label, _ in generic]
+    for (label, g), (_, f) in zip(generic, fast_answers, strict=True):
+        assert _normalised(f) == _normalised(g), label
+    by_label = dict(fast_answers)
+    assert by_label["all"]["Count"] == 24 and by_label["absent partition"]["Count"] == 0
+    assert [i["sk"]["S"] for i in by_label["between"]["Items"]] == [f"upd#{k:03d}" for k in range(5, 12)]
+    assert by_label["hash only"]["Items"] == [{"id": {"B": b"\x02"}, "v": {"S": "two"}}]
+    # the table queries (14) no longer read and sort the whole table; the two index queries and the
+    # scan still do, as before
+    assert answers[0][1] >= 14 + 3
+    assert whole_table_sorts == 3
 
 
 def test_errors_and_unknown_results_take_the_generic_path() -> None:
