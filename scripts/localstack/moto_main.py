@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import contextlib
 import copy
 import json
 import os
@@ -49,7 +50,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -426,6 +427,82 @@ _AWS_HOSTS = {
 _STREAMS_HOST = "streams.dynamodb.{region}.amazonaws.com"  # DynamoDB Streams signs as "dynamodb" too
 
 
+class Turns:
+    """One request at a time, interactive ones first.
+
+    In AWS a compaction's ``Query`` of 500 updates or its 20 ``BatchWriteItem`` calls do not hold
+    up anybody's ``PutItem``; moto serves one request at a time, so here they would: a keystroke
+    arriving behind a 60 ms ``Query`` waited for it.  So a background function's request (its
+    workers use moto's second door) takes its turn only when no interactive request is waiting —
+    but never waits longer than ``BACKGROUND_PATIENCE_SECONDS`` for that, so a steady stream of
+    keystrokes cannot starve the doc writer.  Interactive requests among themselves, and background
+    ones among themselves, are served in no particular order (as before: a lock).
+    """
+
+    BACKGROUND_PATIENCE_SECONDS = 0.25
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._busy = False
+        self._interactive_waiting = 0
+        self._overdue = 0  # background requests that waited out their patience: next, before anyone
+
+    @contextlib.contextmanager
+    def turn(self, *, background: bool) -> Iterator[None]:
+        with self._changed:
+            if background:
+                self._background_turn()
+            else:
+                self._interactive_waiting += 1
+                try:
+                    while self._busy or self._overdue:
+                        self._changed.wait()
+                finally:
+                    self._interactive_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
+
+    def _background_turn(self) -> None:
+        deadline = time.monotonic() + self.BACKGROUND_PATIENCE_SECONDS
+        overdue = False
+        try:
+            while self._busy or (self._interactive_waiting and not overdue):
+                left = deadline - time.monotonic()
+                if not overdue and left <= 0:
+                    overdue = True  # from now on interactive requests wait for this one
+                    self._overdue += 1
+                    continue
+                self._changed.wait(None if overdue else left)
+        finally:
+            if overdue:
+                self._overdue -= 1
+
+
+class _DoorTrace:
+    """``LOCAL_MOTO_DOOR_TRACE=<file>``: one line per door request — when it asked (epoch s), how long
+    it waited for its turn and was served (ms), interactive or background, body size, operation —
+    to see what holds up whom (docs/benchmarks.md).  Off unless set; for a debugging session."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the process's life
+        self._offset = time.time() - time.monotonic()
+
+    def record(self, request: DoorRequest, background: bool, asked: float, started: float, ended: float) -> None:
+        operation = (request.header("X-Amz-Target") or request.target)[:80]
+        self._file.write(f"{self._offset + asked:.4f} {1000 * (started - asked):.2f} {1000 * (ended - started):.2f} "
+                         f"{'bg' if background else 'fg'} {len(request.body)} {operation}\n")
+
+
+def _door_trace() -> _DoorTrace | None:
+    path = os.environ.get("LOCAL_MOTO_DOOR_TRACE")
+    return _DoorTrace(path) if path else None
+
+
 class MotoDoor:
     """Serves the door's requests (``door.py``) with moto's own handlers, as its server would.
 
@@ -455,22 +532,39 @@ class MotoDoor:
         self._services = services
         self._routes: dict[str, list[tuple[re.Pattern[str], Callable[..., Any]]]] = {}  # by AWS host
         self._routes_lock = threading.Lock()
-        self._turns = threading.Lock()
+        self._turns = Turns()
+        self._trace = _door_trace()
 
     def __call__(self, request: DoorRequest) -> DoorResponse:
+        """Serve one request of an interactive function's worker (or of the stack's pollers)."""
+        return self._take_turn(request, background=False)
+
+    def background(self, request: DoorRequest) -> DoorResponse:
+        """Serve one request of a background function's worker (``--background-door``): it waits
+        while an interactive request waits."""
+        return self._take_turn(request, background=True)
+
+    def _take_turn(self, request: DoorRequest, *, background: bool) -> DoorResponse:
         """Serve one request; the door's threads take turns (one request at a time), except for an
         SQS ``ReceiveMessage``, which may wait for messages.
 
         Taking turns changes no outcome: moto's DynamoDB handlers already run one at a time
         (``_dynamodb_lock``), and what surrounds them — building the request, parsing, serialising —
         only competes for the GIL.  It saves that competition: eight threads contending for the GIL
-        spent ~40 % more CPU per ``GetItem`` than eight taking turns (0.47 vs 0.34 ms).
+        spent ~40 % more CPU per ``GetItem`` than eight taking turns (0.47 vs 0.34 ms).  Whose turn
+        is next is not first come, first served: see :class:`Turns`.
         """
         if b"ReceiveMessage" in request.body or "ReceiveMessage" in request.target or (
                 request.header("X-Amz-Target") or "").endswith(".ReceiveMessage"):
             return self._serve(request)
-        with self._turns:
-            return self._serve(request)
+        asked = time.monotonic()
+        with self._turns.turn(background=background):
+            started = time.monotonic()
+            try:
+                return self._serve(request)
+            finally:
+                if self._trace is not None:
+                    self._trace.record(request, background, asked, started, time.monotonic())
 
     def _serve(self, request: DoorRequest) -> DoorResponse:
         from botocore.exceptions import ClientError
@@ -587,6 +681,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lifeline-fd", type=int, help="exit when this pipe reaches end-of-file")
     parser.add_argument("--stack-id", help="marks the process as part of one start of the local stack")
     parser.add_argument("--door", help="also serve the workers' DynamoDB/SQS/EventBridge calls on this unix socket")
+    parser.add_argument("--background-door", help="the same for background functions' workers (served after --door's)")
     args = parser.parse_args(argv)
     if args.lifeline_fd is not None:
         from scripts.localstack.worker_main import exit_with_parent
@@ -601,11 +696,16 @@ def main(argv: list[str] | None = None) -> None:
     moto_fast.install()
     moto_fast.cache_action_lookup()
     moto_fast.fast_random_strings()
+    moto_fast.cache_jsonpath_parse()
+    moto_fast.query_one_partition()
     journal = JournalWriter(args.journal) if args.journal else None
     if journal is not None:
         install_journal(journal)
     threading.Thread(target=_freeze_the_heap, name="gc-freeze", daemon=True).start()
-    door = BlockingDoorServer(args.door, MotoDoor(journal), name="moto-door") if args.door else None
+    served = MotoDoor(journal)
+    doors = [BlockingDoorServer(args.door, served, name="moto-door")] if args.door else []
+    if args.background_door:
+        doors.append(BlockingDoorServer(args.background_door, served.background, name="moto-background-door"))
     # What moto.server.main does, with the journal around moto's app.
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGINT, _exit)
@@ -621,7 +721,7 @@ def main(argv: list[str] | None = None) -> None:
             request_handler=MotoRequestHandler,
         )
     finally:
-        if door is not None:
+        for door in doors:
             door.close()
 
 

@@ -271,9 +271,11 @@ class MotoServer:
         journal_dir: Path | None = None,
         stack_id: str | None = None,
         door_path: str | None = None,
+        background_door_path: str | None = None,
         signing_secret: str | None = None,
     ) -> None:
-        """``door_path``: also serve the workers' DynamoDB/SQS/EventBridge calls on this unix socket;
+        """``door_path``: also serve the workers' DynamoDB/SQS/EventBridge calls on this unix socket
+        (``background_door_path``: background functions' workers' calls, served after the others');
         ``signing_secret``: the functions' secret key, to check the signatures of presigned POST forms."""
         port = port or _reserve_free_port()
         self.url = f"http://{HOST}:{port}"
@@ -286,6 +288,8 @@ class MotoServer:
             command += ["--journal", str(journal_dir)]
         if door_path is not None:
             command += ["--door", door_path]
+        if background_door_path is not None:
+            command += ["--background-door", background_door_path]
         if stack_id is not None:
             command += ["--stack-id", stack_id]
         self._process = subprocess.Popen(
@@ -601,6 +605,7 @@ class LocalStack:
         doors = self._make_doors() if self.settings.doors else None
         self._moto = MotoServer(
             moto_port, journal_dir=self.journal_dir, stack_id=self.stack_id, door_path=doors.moto if doors else None,
+            background_door_path=doors.moto_background if doors else None,
             signing_secret=self.credentials.secret_access_key,
         )
         self.moto_url = self._moto.url
@@ -738,7 +743,8 @@ class LocalStack:
         self._door_dir = Path(tempfile.mkdtemp(prefix=DOOR_DIR_PREFIX))
         if self._lock is not None:
             self._lock.record(door_dir=str(self._door_dir))  # a killed stack's is removed by the next
-        return WorkerDoors(moto=str(self._door_dir / "moto.sock"), gateway=str(self._door_dir / "connections.sock"))
+        return WorkerDoors(moto=str(self._door_dir / "moto.sock"), gateway=str(self._door_dir / "connections.sock"),
+                           moto_background=str(self._door_dir / "moto-background.sock"))
 
     async def _start_runtime(
         self,

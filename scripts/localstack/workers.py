@@ -87,15 +87,37 @@ class WorkerDoors:
     moto: str | None = None
     gateway: str | None = None
     services: frozenset[str] = MOTO_SERVICES
+    # moto's door for background functions' workers, served after the interactive ones' (moto_main.Turns)
+    moto_background: str | None = None
 
-    def arguments(self) -> list[str]:
-        """``worker_main``'s command-line options for these doors."""
+    def arguments(self, *, background: bool = False) -> list[str]:
+        """``worker_main``'s command-line options for these doors (a background function's: ``background``)."""
         args: list[str] = []
-        if self.moto:
-            args += ["--moto-door", self.moto, "--door-services", ",".join(sorted(self.services))]
+        moto = (self.moto_background or self.moto) if background else self.moto
+        if moto:
+            args += ["--moto-door", moto, "--door-services", ",".join(sorted(self.services))]
         if self.gateway:
             args += ["--gateway-door", self.gateway]
         return args
+
+
+def lower_priority(pid: int, nice: int) -> None:
+    """Add ``nice`` to a worker's niceness, and to its autogroup's where the kernel groups sessions.
+
+    Each worker runs in a session of its own (``start_new_session``).  With autogrouping
+    (``/proc/sys/kernel/sched_autogroup_enabled``, on in most distributions' kernels, and here) a
+    session is a scheduling group of its own, and CFS first shares the CPU *between groups*, equally:
+    a process's own niceness then only ranks it within its session, which holds nothing else.  A
+    niced background worker would still take as much CPU as an interactive one — the doc writer's
+    cold start stalled every edit for half a second.  The group's niceness
+    (``/proc/<pid>/autogroup``) is what ranks it against the others; raising it needs no privilege.
+    """
+    with contextlib.suppress(OSError):  # gone already: its init reports why
+        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + nice)
+    group = Path(f"/proc/{pid}/autogroup")
+    with contextlib.suppress(OSError, ValueError):  # no autogrouping (or no /proc): niceness is enough
+        current = int(group.read_text().split("nice")[1])
+        group.write_text(str(min(19, current + nice)))
 
 
 class _WorkerGone(Exception):
@@ -187,7 +209,7 @@ class _Worker:
         layer_args = [arg for layer in spec["layer_dirs"] for arg in ("--layer", layer)]
         lifeline = lifeline_fd()
         marker = ["--stack-id", stack_id] if stack_id else []
-        door_args = doors.arguments() if doors is not None else []
+        door_args = doors.arguments(background=nice > 0) if doors is not None else []
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -223,8 +245,7 @@ class _Worker:
         finally:
             child_end.close()
         if nice:
-            with contextlib.suppress(OSError):  # gone already: its init reports why
-                os.setpriority(os.PRIO_PROCESS, process.pid, os.getpriority(os.PRIO_PROCESS, process.pid) + nice)
+            lower_priority(process.pid, nice)
         reader, writer = await asyncio.open_unix_connection(sock=parent_end)
         worker = cls(function, process, reader, writer)
         try:

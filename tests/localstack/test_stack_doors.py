@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts.localstack.stack import LocalStack, RuntimeSettings, StackError
+from scripts.localstack.stack import LocalStack, RuntimeSettings, StackError, background_functions
 from tests.e2e.yclient import YClient
 from tests.integration.fixtures import Api, login
 
@@ -72,9 +72,18 @@ def test_the_stack_serves_edits_with_and_without_doors(doors: bool) -> None:
         assert commands
         if doors:
             assert door_dir is not None
-            assert sorted(p.name for p in door_dir.iterdir()) == ["connections.sock", "moto.sock"]
+            assert sorted(p.name for p in door_dir.iterdir()) == ["connections.sock", "moto-background.sock",
+                                                                    "moto.sock"]
             assert oct(door_dir.stat().st_mode & 0o777) == oct(0o700)
-            assert all(f"--moto-door {door_dir}/moto.sock" in command for command in commands)
+            # a background function's workers use moto's second door (served after the others')
+            background_roots = {stack.manifest["functions"][name]["code_dir"]
+                                for name in background_functions(stack.manifest)}
+            backgrounds = [any(f"--task-root {root} " in command for root in background_roots)
+                           for command in commands]
+            for command, background in zip(commands, backgrounds, strict=True):
+                door = "moto-background.sock" if background else "moto.sock"
+                assert f"--moto-door {door_dir}/{door}" in command, command
+            assert any(backgrounds) and not all(backgrounds)  # the doc writer, at least, ran
             assert all(f"--gateway-door {door_dir}/connections.sock" in command for command in commands)
         else:
             assert door_dir is None

@@ -8,6 +8,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -222,7 +223,19 @@ def test_a_background_functions_processes_run_at_a_lower_cpu_priority() -> None:
     async def body(pool: WorkerPool) -> list[int]:
         results = [await pool.invoke("count", {}), await pool.invoke("waited", {})]
         assert all(result.ok for result in results)
-        return [os.getpriority(os.PRIO_PROCESS, result.payload["pid"]) for result in results]
+        return [(os.getpriority(os.PRIO_PROCESS, result.payload["pid"]), _autogroup_nice(result.payload["pid"]))
+                for result in results]
 
-    low, normal = with_pool([background, waited_for], body, background={"count"})
+    (low, low_group), (normal, normal_group) = with_pool([background, waited_for], body, background={"count"})
     assert (low, normal) == (os.getpriority(os.PRIO_PROCESS, 0) + 10, os.getpriority(os.PRIO_PROCESS, 0))
+    if low_group is not None:  # sessions are scheduling groups of their own: the group's niceness ranks them
+        assert normal_group is not None
+        assert low_group == min(19, normal_group + 10)
+
+
+def _autogroup_nice(pid: int) -> int | None:
+    """``/proc/<pid>/autogroup``'s niceness ("/autogroup-42 nice 10"), None without autogrouping."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split("nice")[1])
+    except (OSError, IndexError, ValueError):
+        return None
