@@ -186,6 +186,7 @@ async function main () {
   const pending = docs.map(() => [])
   const cursor = docs.map(() => docs.map(() => 0))
   const samples = []
+  const sampleStarts = [] // each sample's edit time (ms since the epoch): where in the run the tail falls
   let measuring = false
   let measuredEdits = 0
   let resolved = 0
@@ -200,7 +201,7 @@ async function main () {
         const edits = pending[i]
         let k = cursor[j][i]
         while (k < edits.length && edits[k].target <= state) {
-          if (edits[k].measured) { samples.push(now - edits[k].t0); resolved++ }
+          if (edits[k].measured) { samples.push(now - edits[k].t0); sampleStarts.push(performance.timeOrigin + edits[k].t0); resolved++ }
           k++
         }
         cursor[j][i] = k
@@ -247,7 +248,7 @@ async function main () {
   const converged = contents.every(c => c === contents[0])
   const errors = editors.reduce((n, e) => n + (e.errors || 0), 0)
   for (const e of editors) e.destroy()
-  process.stdout.write(JSON.stringify({
+  const written = new Promise(resolve => process.stdout.write(JSON.stringify({
     kind: args.kind,
     editors: E,
     rate: args.rate,
@@ -257,13 +258,14 @@ async function main () {
     edits: measuredEdits,
     expected,
     samples,
+    sample_starts: sampleStarts,
     missing: expected - resolved,
     drain_ms: drainMs,
     converged,
     doc_length: contents[0].length,
     error_frames: errors
-  }) + '\n')
-  await sleep(200)
+  }) + '\n', resolve)) // a pipe is written asynchronously: exiting before it is drained cuts the line
+  await written
   process.exit(0)
 }
 

@@ -1,0 +1,75 @@
+"""Compaction folds every stored update into a new snapshot and deletes exactly those it folded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Text
+
+from prdtool.collab import document, store
+from tests.unit.moto_tables import moto_tables
+
+
+@pytest.fixture
+def docs(monkeypatch: pytest.MonkeyPatch, no_network: None) -> Iterator[None]:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("DOCS_TABLE", "unit-docs")
+    with moto_tables(store.DocItem):
+        yield
+
+
+def _typed(prd_id: str, keystrokes: int) -> str:
+    """A document created with a title, then ``keystrokes`` one-character updates appended as an editor's
+    would be; returns the text they make."""
+    editor: Doc[Any] = Doc()
+    editor.apply_update(document.new_document("# T\n", {"title": "T"}))
+    store.create(prd_id, editor.get_update(), origin="server")
+    text = editor.get(document.CONTENT, type=Text)
+    for i in range(keystrokes):
+        before = editor.get_state()
+        text.insert(len(text), "abcdefghij"[i % 10])
+        store.append_update(prd_id, editor.get_update(before), origin="alice")
+    return str(text)
+
+
+def test_compaction_folds_every_update_and_leaves_none(docs: None) -> None:
+    keystrokes = 237
+    expected = _typed("prd-1", keystrokes)
+
+    result = store.compact("prd-1")
+
+    assert result.folded == keystrokes
+    assert result.editors == ("alice",)
+    assert store.pending_updates("prd-1") == 0
+    stored = store.read("prd-1")
+    assert stored.update_sks == ()
+    assert document.markdown_of(stored.doc) == expected
+    assert store.compact("prd-1").folded == 0  # nothing new: nothing to do
+
+
+def test_updates_arriving_during_a_compaction_are_kept(docs: None) -> None:
+    """An update stored after the compactor's read is not in the snapshot and must not be deleted."""
+    _typed("prd-3", 101)
+    late_editor: Doc[Any] = Doc()
+    late_editor.apply_update(store.read("prd-3").doc.get_update())
+    real_write_snapshot = store.write_snapshot
+
+    def write_then_someone_types(prd_id: str, state: bytes, *, origin: str = "server") -> str:
+        sk = real_write_snapshot(prd_id, state, origin=origin)
+        before = late_editor.get_state()
+        late_editor.get(document.CONTENT, type=Text).insert(0, "LATE ")
+        store.append_update(prd_id, late_editor.get_update(before), origin="bob")
+        return sk
+
+    store.write_snapshot = write_then_someone_types  # type: ignore[assignment]
+    try:
+        result = store.compact("prd-3")
+    finally:
+        store.write_snapshot = real_write_snapshot  # type: ignore[assignment]
+
+    assert result.folded == 101
+    stored = store.read("prd-3")
+    assert len(stored.update_sks) == 1  # bob's update survives the deletes
+    assert document.markdown_of(stored.doc).startswith("LATE # T")
