@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import collections
 import contextlib
 import copy
 import json
@@ -433,54 +434,64 @@ class Turns:
     In AWS a compaction's ``Query`` of 500 updates or its 20 ``BatchWriteItem`` calls do not hold
     up anybody's ``PutItem``; moto serves one request at a time, so here they would: a keystroke
     arriving behind a 60 ms ``Query`` waited for it.  So a background function's request (its
-    workers use moto's second door) takes its turn only when no interactive request is waiting —
-    but never waits longer than ``BACKGROUND_PATIENCE_SECONDS`` for that, so a steady stream of
-    keystrokes cannot starve the doc writer.  Interactive requests among themselves, and background
-    ones among themselves, are served in no particular order (as before: a lock).
+    workers use moto's second door) gets the turn only when no interactive request waits — unless
+    it has waited ``BACKGROUND_PATIENCE_SECONDS`` already, so a steady stream of keystrokes cannot
+    starve the doc writer.  Otherwise first come, first served.
+
+    The turn is handed from one request to the next: the one leaving wakes exactly the one whose
+    turn it is (a lock each waiter sleeps on), never all of them — with ~30 door threads, waking
+    them all to find out whose turn it was cost more than the requests themselves.
     """
 
     BACKGROUND_PATIENCE_SECONDS = 0.25
 
     def __init__(self) -> None:
-        self._changed = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._busy = False
-        self._interactive_waiting = 0
-        self._overdue = 0  # background requests that waited out their patience: next, before anyone
+        self._interactive: collections.deque[_Waiter] = collections.deque()
+        self._background: collections.deque[_Waiter] = collections.deque()
 
     @contextlib.contextmanager
     def turn(self, *, background: bool) -> Iterator[None]:
-        with self._changed:
-            if background:
-                self._background_turn()
+        with self._lock:
+            if self._busy:
+                waiter = _Waiter()
+                (self._background if background else self._interactive).append(waiter)
             else:
-                self._interactive_waiting += 1
-                try:
-                    while self._busy or self._overdue:
-                        self._changed.wait()
-                finally:
-                    self._interactive_waiting -= 1
-            self._busy = True
+                waiter = None  # nobody waits while the turn is free: it is ours
+                self._busy = True
+        if waiter is not None:
+            waiter.gate.acquire()  # released by the request before us, which handed us the turn
         try:
             yield
         finally:
-            with self._changed:
-                self._busy = False
-                self._changed.notify_all()
+            self._hand_on()
 
-    def _background_turn(self) -> None:
-        deadline = time.monotonic() + self.BACKGROUND_PATIENCE_SECONDS
-        overdue = False
-        try:
-            while self._busy or (self._interactive_waiting and not overdue):
-                left = deadline - time.monotonic()
-                if not overdue and left <= 0:
-                    overdue = True  # from now on interactive requests wait for this one
-                    self._overdue += 1
-                    continue
-                self._changed.wait(None if overdue else left)
-        finally:
-            if overdue:
-                self._overdue -= 1
+    def _hand_on(self) -> None:
+        with self._lock:
+            background = self._background
+            if background and time.monotonic() - background[0].asked >= self.BACKGROUND_PATIENCE_SECONDS:
+                following: _Waiter | None = background.popleft()
+            elif self._interactive:
+                following = self._interactive.popleft()
+            elif background:
+                following = background.popleft()
+            else:
+                following = None
+                self._busy = False
+        if following is not None:
+            following.gate.release()
+
+
+class _Waiter:
+    """A request waiting for its turn: it sleeps on ``gate`` until the one before it releases it."""
+
+    __slots__ = ("asked", "gate")
+
+    def __init__(self) -> None:
+        self.asked = time.monotonic()
+        self.gate = threading.Lock()
+        self.gate.acquire()
 
 
 class _DoorTrace:
