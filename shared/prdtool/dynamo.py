@@ -38,6 +38,7 @@ from functools import cache
 from typing import Any
 
 from .aws import client, credentials
+from .awswire import client_error, signing_key
 
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -64,7 +65,7 @@ def call(operation: str, payload: Mapping[str, Any]) -> dict[str, Any]:
             response = _send(operation, body)
             if response.status_code < 300:
                 return _parsed(response)
-            error = _client_error(response, operation)
+            error = client_error(response, operation, code_from="body")
             if response.status_code < 500 and error.response["Error"]["Code"] not in _RETRY_CODES:
                 raise error
             last: Exception = error
@@ -142,10 +143,18 @@ def reset() -> None:
     _endpoint.cache_clear()
 
 
-def _send(operation: str, body: bytes) -> Any:
+@cache
+def _botocore_parts() -> tuple[Any, Any, Any]:
+    """botocore's request and header classes and its hook helper, imported on first use (a handler that
+    never calls DynamoDB this way does not pay for botocore at import)."""
     from botocore.awsrequest import AWSPreparedRequest, HeadersDict
     from botocore.hooks import first_non_none_response
 
+    return AWSPreparedRequest, HeadersDict, first_non_none_response
+
+
+def _send(operation: str, body: bytes) -> Any:
+    AWSPreparedRequest, HeadersDict, first_non_none_response = _botocore_parts()
     dynamodb, url, host, region, session = _endpoint()
     frozen = credentials().get_frozen_credentials()
     amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -168,8 +177,6 @@ def authorization(host: str, target: str, body: bytes, amz_date: str, frozen: An
     """The SigV4 ``Authorization`` header of a DynamoDB call (``POST /``, no query), over the
     headers botocore signs for it: content-type, host, x-amz-date, x-amz-security-token (with
     temporary credentials) and x-amz-target."""
-    from .collab.poster import signing_key
-
     day = amz_date[:8]
     token = frozen.token
     names = ["content-type", "host", "x-amz-date", *(["x-amz-security-token"] if token else []), "x-amz-target"]
@@ -193,18 +200,3 @@ def _parsed(response: Any) -> dict[str, Any]:
     return parsed
 
 
-def _client_error(response: Any, operation: str) -> Any:
-    """The ClientError botocore raises for a DynamoDB error answer (code from ``__type``)."""
-    from botocore.exceptions import ClientError
-
-    code, message = "", ""
-    try:
-        parsed = json.loads(response.content or b"{}")
-        code = str(parsed.get("__type", "") or "").rsplit("#", 1)[-1]
-        message = str(parsed.get("message") or parsed.get("Message") or "")
-    except (ValueError, AttributeError):
-        message = (response.content or b"")[:200].decode("utf-8", "replace")
-    code = code or str(response.headers.get("x-amzn-ErrorType", "") or "").split(":")[0] or str(response.status_code)
-    return ClientError({"Error": {"Code": code, "Message": message},
-                        "ResponseMetadata": {"HTTPStatusCode": response.status_code,
-                                             "HTTPHeaders": dict(response.headers)}}, operation)

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import random
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -36,29 +34,12 @@ from botocore.exceptions import ClientError
 from botocore.httpsession import URLLib3Session
 from botocore.utils import normalize_url_path, percent_encode
 
+from ..awswire import client_error, signing_key
+
 SERVICE = "execute-api"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _RETRY_CODES = frozenset({"LimitExceededException", "ThrottlingException", "TooManyRequestsException"})
 _ATTEMPTS = 3
-
-
-_keys: dict[tuple[str, str, str, str], bytes] = {}
-_keys_lock = threading.Lock()
-
-
-def signing_key(secret: str, day: str, region: str, service: str) -> bytes:
-    """SigV4's derived key for (secret, day, region, service), computed once per day."""
-    cache_key = (secret, day, region, service)
-    key = _keys.get(cache_key)
-    if key is None:
-        key = f"AWS4{secret}".encode()
-        for part in (day, region, service, "aws4_request"):
-            key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
-        with _keys_lock:
-            if len(_keys) > 16:
-                _keys.clear()
-            _keys[cache_key] = key
-    return key
 
 
 class Post:
@@ -145,7 +126,7 @@ class ConnectionsApi:
                     if isinstance(answer, Exception):
                         raise answer
                     if answer.status_code >= 300:
-                        error = _client_error(answer, "PostToConnection")
+                        error = client_error(answer, "PostToConnection", code_from="header")
                         if not _retryable(answer, error):
                             raise error
                         self._call("POST", cid, data, "PostToConnection", attempt=2)
@@ -188,7 +169,7 @@ class ConnectionsApi:
             response = self._http.send(self._request(method, connection_id, body))
             if response.status_code < 300:
                 return
-            error = _client_error(response, operation)
+            error = client_error(response, operation, code_from="header")
             if not _retryable(response, error) or attempt >= _ATTEMPTS:
                 raise error
             time.sleep(random.uniform(0, 0.05 * 2**attempt))  # jitter, as botocore's standard retries
@@ -230,18 +211,3 @@ def _retryable(response: Any, error: ClientError) -> bool:
     return response.status_code in _RETRY_STATUSES or error.response["Error"]["Code"] in _RETRY_CODES
 
 
-def _client_error(response: Any, operation: str) -> ClientError:
-    """The ClientError botocore would raise for this answer (code from ``x-amzn-ErrorType``)."""
-    code = str(response.headers.get("x-amzn-ErrorType", "") or "").split(":")[0]
-    message = ""
-    try:
-        parsed = json.loads(response.content or b"{}")
-        message = str(parsed.get("message") or parsed.get("Message") or "")
-        code = code or str(parsed.get("__type", "") or "").rsplit("#", 1)[-1]
-    except (ValueError, AttributeError):
-        message = (response.content or b"")[:200].decode("utf-8", "replace")
-    if not code:
-        code = str(response.status_code)
-    return ClientError({"Error": {"Code": code, "Message": message},
-                        "ResponseMetadata": {"HTTPStatusCode": response.status_code,
-                                             "HTTPHeaders": dict(response.headers)}}, operation)
