@@ -366,7 +366,8 @@ class SigV4Verifier:
         if not authorization or self._signer is None:
             return False
         head, separator, signature = authorization.rpartition(", Signature=")
-        scope = self._accepted_scope(head) if separator else None
+        # (compare_digest takes only ASCII text; anything else is for the whole check to refuse)
+        scope = self._accepted_scope(head) if separator and signature.isascii() else None
         amz_date = headers.get("X-Amz-Date", "")
         if scope is None or amz_date[:8] != scope[0] or "X-Amz-Content-SHA256" in headers:
             return False

@@ -436,7 +436,8 @@ class Turns:
     arriving behind a 60 ms ``Query`` waited for it.  So a background function's request (its
     workers use moto's second door) gets the turn only when no interactive request waits — unless
     it has waited ``BACKGROUND_PATIENCE_SECONDS`` already, so a steady stream of keystrokes cannot
-    starve the doc writer.  Otherwise first come, first served.
+    starve the doc writer; and such a forced turn comes at most once per that period, so a queue of
+    background requests cannot starve the keystrokes either.  Otherwise first come, first served.
 
     The turn is handed from one request to the next: the one leaving wakes exactly the one whose
     turn it is (a lock each waiter sleeps on), never all of them — with ~30 door threads, waking
@@ -450,6 +451,7 @@ class Turns:
         self._busy = False
         self._interactive: collections.deque[_Waiter] = collections.deque()
         self._background: collections.deque[_Waiter] = collections.deque()
+        self._forced_at = 0.0  # when a background request last went before waiting interactive ones
 
     @contextlib.contextmanager
     def turn(self, *, background: bool) -> Iterator[None]:
@@ -470,8 +472,13 @@ class Turns:
     def _hand_on(self) -> None:
         with self._lock:
             background = self._background
-            if background and time.monotonic() - background[0].asked >= self.BACKGROUND_PATIENCE_SECONDS:
+            now = time.monotonic()
+            # Patience runs from the later of the request's asking and the last forced turn: a queue
+            # of background requests gets one turn ahead of interactive ones per period, not all.
+            if (background and self._interactive
+                    and now - max(background[0].asked, self._forced_at) >= self.BACKGROUND_PATIENCE_SECONDS):
                 following: _Waiter | None = background.popleft()
+                self._forced_at = now
             elif self._interactive:
                 following = self._interactive.popleft()
             elif background:

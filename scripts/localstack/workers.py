@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -101,7 +102,13 @@ class WorkerDoors:
         return args
 
 
-def lower_priority(pid: int, nice: int) -> None:
+# An unprivileged process may change an autogroup's niceness once per 100 ms, machine-wide (the
+# kernel answers EAGAIN otherwise): workers started together take turns.
+AUTOGROUP_RETRY_SECONDS = 0.11
+AUTOGROUP_ATTEMPTS = 30
+
+
+async def lower_priority(pid: int, nice: int) -> None:
     """Add ``nice`` to a worker's niceness, and to its autogroup's where the kernel groups sessions.
 
     Each worker runs in a session of its own (``start_new_session``).  With autogrouping
@@ -110,14 +117,25 @@ def lower_priority(pid: int, nice: int) -> None:
     a process's own niceness then only ranks it within its session, which holds nothing else.  A
     niced background worker would still take as much CPU as an interactive one — the doc writer's
     cold start stalled every edit for half a second.  The group's niceness
-    (``/proc/<pid>/autogroup``) is what ranks it against the others; raising it needs no privilege.
+    (``/proc/<pid>/autogroup``) is what ranks it against the others; raising it needs no privilege,
+    but without ``CAP_SYS_ADMIN`` only one change per 100 ms is taken (``EAGAIN``): then it waits
+    and tries again.
     """
     with contextlib.suppress(OSError):  # gone already: its init reports why
         os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + nice)
     group = Path(f"/proc/{pid}/autogroup")
-    with contextlib.suppress(OSError, ValueError):  # no autogrouping (or no /proc): niceness is enough
-        current = int(group.read_text().split("nice")[1])
-        group.write_text(str(min(19, current + nice)))
+    for _ in range(AUTOGROUP_ATTEMPTS):
+        try:
+            current = int(group.read_text().split("nice")[1])
+            group.write_text(str(min(19, current + nice)))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EAGAIN:
+                return  # no autogrouping (niceness is then enough), or the process is gone
+        except (IndexError, ValueError):
+            return  # not the format this knows
+        await asyncio.sleep(AUTOGROUP_RETRY_SECONDS)
+    log.warning("worker %d runs at its session's normal CPU priority: the kernel kept refusing to lower it", pid)
 
 
 class _WorkerGone(Exception):
@@ -245,7 +263,7 @@ class _Worker:
         finally:
             child_end.close()
         if nice:
-            lower_priority(process.pid, nice)
+            await lower_priority(process.pid, nice)
         reader, writer = await asyncio.open_unix_connection(sock=parent_end)
         worker = cls(function, process, reader, writer)
         try:

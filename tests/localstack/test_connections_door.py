@@ -294,6 +294,7 @@ def _signed_variants() -> list[tuple[str, str, dict[str, str], bytes, datetime]]
         ("payload hash wrong", {**sign(extra={"X-Amz-Content-SHA256": "0" * 64})}),
         ("signature altered", {**good, "Authorization": good["Authorization"][:-1] + "0"}),
         ("field after the signature", {**good, "Authorization": good["Authorization"] + ", Extra=1"}),
+        ("not ASCII after the signature", {**good, "Authorization": good["Authorization"] + ", X=\u00e9"}),
         ("no host signed", {**good, "Authorization": good["Authorization"].replace("SignedHeaders=host;",
                                                                                      "SignedHeaders=")}),
         ("another algorithm", {**good, "Authorization": good["Authorization"].replace("AWS4-HMAC-SHA256",
@@ -325,6 +326,7 @@ def test_the_short_path_accepts_exactly_what_the_whole_check_accepts() -> None:
         if label == "well signed":  # ... and takes the short way when it can
             assert verifier._well_signed(request, at)
     accepted = {label for label, answer in answers.items() if answer is None}
-    assert accepted == {"well signed", "payload hash signed", "field after the signature"}, answers
+    assert accepted == {"well signed", "payload hash signed", "field after the signature",
+                        "not ASCII after the signature"}, answers
     assert answers["another key"] == "UnrecognizedClientException"
     assert answers["signature altered"] == answers["six minutes old"] == "InvalidSignatureException"

@@ -94,6 +94,36 @@ def test_a_stream_of_interactive_requests_cannot_starve_a_background_one() -> No
     assert Turns.BACKGROUND_PATIENCE_SECONDS * 0.8 <= waited < Turns.BACKGROUND_PATIENCE_SECONDS + 1.0
 
 
+def test_a_queue_of_background_requests_cannot_starve_an_interactive_one() -> None:
+    """Background requests served back to back, each longer than a fifth of the patience: one may go
+    before a waiting interactive request once per patience period, not one after another."""
+    turns = Turns()
+    stop = threading.Event()
+    hold = Turns.BACKGROUND_PATIENCE_SECONDS / 4
+
+    def keep_compacting() -> None:
+        while not stop.is_set():
+            with turns.turn(background=True):
+                time.sleep(hold)
+
+    compactors = [threading.Thread(target=keep_compacting) for _ in range(3)]
+    for thread in compactors:
+        thread.start()
+    try:
+        time.sleep(Turns.BACKGROUND_PATIENCE_SECONDS * 2)  # every background request is overdue by now
+        waits = []
+        for _ in range(3):
+            asked = time.monotonic()
+            with turns.turn(background=False):
+                waits.append(time.monotonic() - asked)
+    finally:
+        stop.set()
+        for thread in compactors:
+            thread.join(5)
+    # at most the request being served and one forced background turn ahead of each keystroke
+    assert max(waits) < 2 * hold + 0.5 * hold, waits
+
+
 def test_the_background_door_serves_the_same_calls() -> None:
     directory = Path(tempfile.mkdtemp(prefix="moto-door-test-"))
     path, background = str(directory / "moto.sock"), str(directory / "moto-background.sock")

@@ -239,3 +239,36 @@ def _autogroup_nice(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/autogroup").read_text().split("nice")[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def test_an_autogroup_busy_right_now_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CAP_SYS_ADMIN the kernel takes one autogroup niceness change per 100 ms (EAGAIN): the
+    worker's group is lowered on a later try, not left at normal priority."""
+    import errno
+    import subprocess
+
+    from scripts.localstack import workers
+
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        before = _autogroup_nice(child.pid)
+        if before is None:
+            pytest.skip("no autogrouping on this kernel")
+        refusals = 2
+        real_write = Path.write_text
+
+        def busy_then_real(self: Path, data: str, *args: object, **kwargs: object) -> int:
+            nonlocal refusals
+            if self.name == "autogroup" and refusals:
+                refusals -= 1
+                raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+            return real_write(self, data, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Path, "write_text", busy_then_real)
+        monkeypatch.setattr(workers, "AUTOGROUP_RETRY_SECONDS", 0.01)
+        asyncio.run(workers.lower_priority(child.pid, 5))
+        assert refusals == 0
+        assert _autogroup_nice(child.pid) == min(19, before + 5)
+    finally:
+        child.kill()
+        child.wait()
