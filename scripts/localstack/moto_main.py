@@ -60,7 +60,7 @@ from scripts.localstack import moto_fast, s3_post
 from scripts.localstack.door import MOTO_SERVICES, BlockingDoorServer, DoorRequest, DoorResponse, sigv4_scope
 from scripts.localstack.journal import Image, ItemImage, JournalWriter, ObjectImage
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # moto's S3 object handlers, one at a time (s3_object_patches)
 CONTROL_PATH = "/_localstack/journal"
 # The emulation's clock for what moto does not check itself: a presigned URL's expiry.  Tests move it
 # forward (``POST /_localstack/clock {"offset": seconds}``) to see a 24-hour link refused after 24 h;
@@ -99,43 +99,54 @@ _USER_METADATA = "x-amz-meta-"
 
 
 def atomic(put_object: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Wrap moto's ``S3Response.put_object`` so a conditional put checks and stores under one lock."""
+    """Wrap moto's ``S3Response.put_object`` so a put — conditional or not — checks and stores under
+    one lock, and never overlaps a read of the object it replaces (see :func:`read_whole`)."""
 
-    def atomic_put_object(self: Any) -> Any:
-        if self.headers.get("If-None-Match") or self.headers.get("If-Match"):
-            with _lock:
-                return put_object(self)
-        return put_object(self)
+    def atomic_put_object(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _lock:
+            return put_object(self, *args, **kwargs)
 
     atomic_put_object.__wrapped__ = put_object  # type: ignore[attr-defined]
     return atomic_put_object
 
 
 def read_whole(get_object: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Wrap moto's ``S3Response.get_object`` so a read never overlaps a conditional put.
+    """Wrap moto's ``S3Response.get_object`` so a read never overlaps a write or delete of its object.
 
-    moto closes the buffer of an object it replaces, so a GET racing the put that replaces it can
-    fail ("I/O operation on closed file"); in S3 it returns the old or the new object.  The git
-    store's refs document is exactly such an object: read by every clone, replaced by every commit.
+    moto closes the buffer of an object it replaces or deletes, so a GET racing the put that
+    replaces it, or the delete that removes it, can fail ("I/O operation on closed file"); in S3 it
+    returns the old or the new object, or ``NoSuchKey``.  The git store's refs document is exactly
+    such an object (read by every clone, replaced by every commit), and two version archivers read
+    a version's Standard copy while the other deletes it.
     """
 
-    def read_object(self: Any) -> Any:
+    def read_object(self: Any, *args: Any, **kwargs: Any) -> Any:
         with _lock:
-            return get_object(self)
+            return get_object(self, *args, **kwargs)
 
     read_object.__wrapped__ = get_object  # type: ignore[attr-defined]
     return read_object
 
 
+def s3_object_patches(response_class: Any) -> dict[str, Callable[[Any], Any]]:
+    """moto's S3 object handlers wrapped so writes, copies, deletes and reads of objects happen one at
+    a time (:func:`atomic`, :func:`read_whole`): what :func:`make_s3_conditional_writes_atomic`
+    installs, for a test to install on ``S3Response`` with ``monkeypatch``."""
+    patches = {"put_object": atomic(response_class.put_object), "get_object": read_whole(response_class.get_object)}
+    for name in ("copy_object", "delete_object", "_bucket_response_delete_keys"):
+        patches[name] = read_whole(getattr(response_class, name))  # the same lock: one at a time
+    return patches
+
+
 def make_s3_conditional_writes_atomic() -> None:
-    """Patch moto (in this process) so conditional ``PutObject`` is atomic and never overlaps a
-    ``GetObject``, as in S3. Idempotent."""
+    """Patch moto (in this process) so ``PutObject`` (conditional or not) is atomic and no object
+    write, copy or delete overlaps a ``GetObject``, as in S3. Idempotent."""
     from moto.s3.responses import S3Response
 
-    if not hasattr(S3Response.put_object, "__wrapped__"):
-        S3Response.put_object = atomic(S3Response.put_object)  # type: ignore[method-assign,assignment]
-    if not hasattr(S3Response.get_object, "__wrapped__"):
-        S3Response.get_object = read_whole(S3Response.get_object)  # type: ignore[method-assign,assignment]
+    if hasattr(S3Response.put_object, "__wrapped__"):
+        return
+    for name, method in s3_object_patches(S3Response).items():
+        setattr(S3Response, name, method)
 
 
 _dynamodb_lock = threading.RLock()

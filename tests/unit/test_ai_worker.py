@@ -39,7 +39,7 @@ from prdtool.prds.models import MemberModel, PrdModel
 from prdtool.settings import get_settings, reset_settings_cache
 from prdtool.storage import rebind_models
 from prdtool.versions.records import VersionItem
-from scripts.localstack.moto_main import atomic, make_dynamodb_writes_atomic, read_whole
+from scripts.localstack.moto_main import make_dynamodb_writes_atomic, s3_object_patches
 
 BUCKET = "ai-unit-bucket"
 QUEUE = "ai-unit-jobs"
@@ -108,8 +108,8 @@ def ai(monkeypatch: pytest.MonkeyPatch, no_network: None) -> Iterator[Recorder]:
     monkeypatch.setattr(botocore.session, "create_loader", _shared_loader)
     # In AWS each DynamoDB write and each conditional S3 put is atomic; moto's in-process ones are not.
     make_dynamodb_writes_atomic()
-    monkeypatch.setattr(S3Response, "put_object", atomic(S3Response.put_object))
-    monkeypatch.setattr(S3Response, "get_object", read_whole(S3Response.get_object))
+    for name, method in s3_object_patches(S3Response).items():
+        monkeypatch.setattr(S3Response, name, method)
     with mock_aws():
         reset_settings_cache()
         reset_clients()

@@ -20,7 +20,7 @@ from prdtool.settings import get_settings, reset_settings_cache
 from prdtool.storage import rebind_models
 from prdtool.versions import gitstore, records, service
 from prdtool.versions.records import VersionItem
-from scripts.localstack.moto_main import atomic, read_whole
+from scripts.localstack.moto_main import s3_object_patches
 
 PRD = "01jd0000000000000000000002"
 BUCKET = "versions-unit-bucket"
@@ -34,9 +34,10 @@ def aws(monkeypatch: pytest.MonkeyPatch, no_network: None) -> Iterator[None]:
                         "DOCUMENTS_BUCKET": BUCKET, "WEBSOCKET_CALLBACK_URL": "",
                         "EVENT_BUS_NAME": "v-unit-bus"}.items():
         monkeypatch.setenv(name, value)
-    # S3 makes a conditional put atomic; moto 5.2.5 does not (scripts/localstack/moto_main.py).
-    monkeypatch.setattr(S3Response, "put_object", atomic(S3Response.put_object))
-    monkeypatch.setattr(S3Response, "get_object", read_whole(S3Response.get_object))
+    # In S3 a conditional put is atomic and a read sees an object whole or not at all (never one being
+    # replaced or deleted); moto 5.2.5 does neither (scripts/localstack/moto_main.py).
+    for name, method in s3_object_patches(S3Response).items():
+        monkeypatch.setattr(S3Response, name, method)
     with mock_aws():
         reset_settings_cache()
         reset_clients()
