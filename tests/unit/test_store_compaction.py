@@ -49,7 +49,7 @@ def test_compaction_folds_every_update_and_leaves_none(docs: None) -> None:
     assert store.compact("prd-1").folded == 0  # nothing new: nothing to do
 
 
-def test_updates_arriving_during_a_compaction_are_kept(docs: None) -> None:
+def test_updates_arriving_during_a_compaction_are_kept(docs: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """An update stored after the compactor's read is not in the snapshot and must not be deleted."""
     _typed("prd-3", 101)
     late_editor: Doc[Any] = Doc()
@@ -63,11 +63,8 @@ def test_updates_arriving_during_a_compaction_are_kept(docs: None) -> None:
         store.append_update(prd_id, late_editor.get_update(before), origin="bob")
         return sk
 
-    store.write_snapshot = write_then_someone_types  # type: ignore[assignment]
-    try:
-        result = store.compact("prd-3")
-    finally:
-        store.write_snapshot = real_write_snapshot  # type: ignore[assignment]
+    monkeypatch.setattr(store, "write_snapshot", write_then_someone_types)
+    result = store.compact("prd-3")
 
     assert result.folded == 101
     stored = store.read("prd-3")
