@@ -273,8 +273,12 @@ class SqsPollers:
         await self._keep_polling(f"{mapping['function']} poller", step)
 
     async def _collect_batch(self, mapping: EventSourceMappingSpec) -> list[dict[str, Any]]:
-        """Messages until ``batch_size`` or, once the first arrived, the batching window ends."""
-        batch: list[dict[str, Any]] = []
+        """Messages until ``batch_size`` or, once the first arrived, the batching window ends.
+
+        A message whose visibility timeout ends within the window comes back while the batch is
+        still gathering; it is held once, under its newest receipt handle (the one a delete
+        needs), not handed to the function twice in one event."""
+        batch: dict[str, dict[str, Any]] = {}
         window = mapping["batching_window_seconds"]
         deadline: float | None = None
         while len(batch) < mapping["batch_size"] and not self._stopping.is_set():
@@ -283,14 +287,17 @@ class SqsPollers:
                 break
             wait = min(POLL_WAIT_SECONDS, int(remaining))
             messages = await self._receive(mapping["queue_url"], min(10, mapping["batch_size"] - len(batch)), wait)
-            batch.extend(messages)
+            fresh = [m for m in messages if m["MessageId"] not in batch]
+            for message in messages:
+                batch.pop(message["MessageId"], None)  # a message seen again keeps its place at the end
+                batch[message["MessageId"]] = message
             if batch and deadline is None:
                 if window == 0:
                     break
                 deadline = time.monotonic() + window
-            if not messages and wait == 0:  # under a second of window left: short polls, gently
+            if not fresh and wait == 0:  # under a second of window left: short polls, gently
                 await asyncio.sleep(min(0.2, remaining))
-        return batch
+        return list(batch.values())
 
     async def _process_batch(self, mapping: EventSourceMappingSpec, batch: list[dict[str, Any]]) -> None:
         event = {"Records": [sqs_record(m, mapping["queue_arn"], self._manifest["region"]) for m in batch]}

@@ -175,6 +175,30 @@ def test_a_partial_batch_failure_redelivers_only_the_failed_message(moto: str, s
     assert batches[1:] == [["fail"]] * (len(batches) - 1)
 
 
+def test_a_message_received_again_within_the_window_is_in_the_batch_once(
+    moto: str, sqs: Any, tmp_path: Path
+) -> None:
+    # Visible again at once: every receive in the 2 s window returns it (the CI failure's race, made certain).
+    url, arn = make_queue(sqs, VisibilityTimeout="0")
+    sqs.send_message(QueueUrl=url, MessageBody="only")
+    records = tmp_path / "records.jsonl"
+    the_manifest = manifest(
+        [consumer("Consume", "consume", records)],
+        endpoint_url=moto,
+        event_source_mappings=[mapping(url, arn, "Consume", window=2)],
+    )
+
+    with running_pollers(the_manifest):
+        entries = wait_for(records, lambda entries: len(entries) >= 1)
+        deadline = time.monotonic() + 5
+        while in_flight(sqs, url) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert in_flight(sqs, url) == 0  # deleted with the newest receipt handle
+
+    assert [entry["batch"] for entry in entries] == [["only"]]
+    assert int(entries[0]["event"]["Records"][0]["attributes"]["ApproximateReceiveCount"]) > 1
+
+
 def test_a_message_that_always_fails_ends_in_the_dead_letter_queue(moto: str, sqs: Any, tmp_path: Path) -> None:
     dlq_url, dlq_arn = make_queue(sqs)
     url, arn = make_queue(sqs, dlq_arn=dlq_arn, VisibilityTimeout="1")
