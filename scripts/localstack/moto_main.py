@@ -133,7 +133,9 @@ def s3_object_patches(response_class: Any) -> dict[str, Callable[[Any], Any]]:
     a time (:func:`atomic`, :func:`read_whole`): what :func:`make_s3_conditional_writes_atomic`
     installs, for a test to install on ``S3Response`` with ``monkeypatch``."""
     patches = {"put_object": atomic(response_class.put_object), "get_object": read_whole(response_class.get_object)}
-    for name in ("copy_object", "delete_object", "_bucket_response_delete_keys"):
+    # _key_response: every object request looks its object up first ("if name in keys: keys[name]"),
+    # which a delete in between turned into a KeyError (a 500) instead of NoSuchKey.
+    for name in ("copy_object", "delete_object", "_bucket_response_delete_keys", "_key_response"):
         patches[name] = read_whole(getattr(response_class, name))  # the same lock: one at a time
     return patches
 
@@ -727,6 +729,7 @@ def main(argv: list[str] | None = None) -> None:
     moto_fast.fast_random_strings()
     moto_fast.cache_jsonpath_parse()
     moto_fast.query_one_partition()
+    moto_fast.sqs_one_clock_read_per_scan()
     journal = JournalWriter(args.journal) if args.journal else None
     if journal is not None:
         install_journal(journal)
