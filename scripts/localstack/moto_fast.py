@@ -449,8 +449,55 @@ def cache_jsonpath_parse() -> None:
     ext.parse = functools.lru_cache(maxsize=1024)(ext.parse)
 
 
+def sqs_one_clock_read_per_scan() -> None:
+    """moto's SQS reads the clock once per scan of a queue, and cheaply. Idempotent.
+
+    Every ``ReceiveMessage`` (the stack's pollers long-poll each queue every second) lists the
+    queue's deliverable messages through ``Queue.messages``, which asks each message whether it is
+    ``visible`` and not ``delayed``; each of those reads the clock through ``unix_time_millis``, which
+    builds two ``datetime``s and subtracts them (~1.5 µs).  A queue with thousands of messages in
+    flight or delayed — a backlog, exactly when the machine is busiest — made these scans ~45 % of
+    moto's CPU in one saturated co-editing load, and the door's other requests waited on the GIL.
+
+    Here the module's ``unix_time``/``unix_time_millis`` read ``time.time()`` (what the ``datetime``
+    arithmetic computes, to the microsecond) when given no ``datetime``, and ``Queue.messages``
+    reads the clock once per scan and compares each message's own ``visible_at``/``delayed_until``
+    with it, as ``visible`` (``now > visible_at``) and ``delayed`` (``now < delayed_until``) do —
+    the same messages in the same order, judged at one instant rather than a few microseconds
+    apart.  ``tests/unit/test_moto_fast.py`` compares the lists and receives with moto's own.
+    """
+    import time
+
+    import moto.sqs.models as models
+
+    if getattr(models.unix_time, "__fast__", False):
+        return
+    original_unix_time = models.unix_time
+    original_messages = models.Queue.messages
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else original_unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    def messages(self: Any) -> list[Any]:
+        now = time.time() * 1000.0
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    for function in (unix_time, unix_time_millis):
+        function.__fast__ = True  # type: ignore[attr-defined]
+    setattr(unix_time, _ORIGINAL, original_unix_time)
+    setattr(unix_time_millis, _ORIGINAL, models.unix_time_millis)
+    fast_messages = property(messages)
+    setattr(messages, _ORIGINAL, original_messages)
+    models.unix_time = unix_time  # type: ignore[assignment]
+    models.unix_time_millis = unix_time_millis  # type: ignore[assignment]
+    models.Queue.messages = fast_messages  # type: ignore[method-assign,assignment]
+
+
 def uninstall() -> None:
-    """Back to moto's generic serializer and its whole-table query (tests, benchmarks)."""
+    """Back to moto's generic serializer, its whole-table query and its SQS clock (tests, benchmarks)."""
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.responses import DynamoHandler
 
@@ -461,6 +508,15 @@ def uninstall() -> None:
         patched = Table.__dict__.get(name)
         if patched is not None and hasattr(patched, _ORIGINAL):
             setattr(Table, name, getattr(patched, _ORIGINAL))
+    import moto.sqs.models as sqs_models
+
+    for name in ("unix_time", "unix_time_millis"):
+        patched = getattr(sqs_models, name)
+        if hasattr(patched, _ORIGINAL):
+            setattr(sqs_models, name, getattr(patched, _ORIGINAL))
+    messages = sqs_models.Queue.__dict__["messages"]
+    if messages.fget is not None and hasattr(messages.fget, _ORIGINAL):
+        sqs_models.Queue.messages = getattr(messages.fget, _ORIGINAL)
 
 
 # ---------------------------------------------------------------- requests and request ids

@@ -552,3 +552,45 @@ def test_fast_random_strings_keep_alphabet_length_and_case() -> None:
     first = mock_random.get_random_string()
     mock_random.seed(7)
     assert mock_random.get_random_string() == first  # still the seeded generator
+
+
+def _sqs_scenario(sqs: Any) -> tuple[Any, list[str]]:
+    """A queue holding visible, delayed and in-flight messages (none near its turning point)."""
+    from moto.sqs.models import sqs_backends
+
+    url = sqs.create_queue(QueueName="mixed")["QueueUrl"]
+    for index in range(12):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{index}", DelaySeconds=600 if index % 4 == 0 else 0)
+    in_flight = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=600)["Messages"]
+    queue = sqs_backends["123456789012"][REGION].queues["mixed"]
+    return queue, [message["Body"] for message in in_flight]
+
+
+def test_sqs_reads_the_clock_once_per_scan_and_lists_what_moto_lists(no_network: None,
+                                                                      clean_fast_path: None) -> None:
+    import moto.sqs.models as models
+
+    moto_unix_time, moto_messages = models.unix_time, models.Queue.__dict__["messages"]
+    sqs = boto3.client("sqs", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    with mock_aws():
+        queue, in_flight = _sqs_scenario(sqs)
+        moto_listed = [message.body for message in queue.messages]
+        moto_fast.sqs_one_clock_read_per_scan()
+        moto_fast.sqs_one_clock_read_per_scan()  # idempotent
+        assert models.unix_time is not moto_unix_time
+        assert models.Queue.__dict__["messages"] is not moto_messages
+        fast_listed = [message.body for message in queue.messages]
+        url = sqs.get_queue_url(QueueName="mixed")["QueueUrl"]
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert fast_listed == moto_listed
+    assert len(moto_listed) == 12 - 3 - 3  # neither the three delayed nor the three in flight
+    assert not {"m0", "m4", "m8"} & {*moto_listed, *in_flight}
+    assert [message["Body"] for message in received] == moto_listed
+    # the clock itself: now, as moto's datetime arithmetic computes it; and a given datetime as moto does
+    moment = datetime.datetime(2026, 12, 7, 5, 0, 0, 123456)
+    assert models.unix_time(moment) == moto_unix_time(moment)
+    assert abs(models.unix_time() - moto_unix_time()) < 0.5
+    assert abs(models.unix_time_millis() / 1000 - moto_unix_time()) < 0.5
+    moto_fast.uninstall()
+    assert models.unix_time is moto_unix_time
+    assert models.Queue.__dict__["messages"] is moto_messages
