@@ -21,6 +21,7 @@ this process can write to (:func:`lifeline_fd`), and exits when it reads end-of-
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import json
@@ -49,6 +50,12 @@ WORKER_MAIN = Path(__file__).with_name("worker_main.py")
 # 4 queued a workshop's edits: at 50 editors x 2 edits/s, bursts keep 4 busy while half the CPU
 # is idle, and the queue then grows (docs/benchmarks.md, edit latency); 8 keeps up.
 DEFAULT_MAX_CONCURRENCY = 8
+# Environments of one function initialising at once.  In AWS each has CPU of its own; here a burst
+# (50 people opening a PRD) started 8 authorizers and 8 WebSocket workers together on two cores,
+# each init then took ~4 s and authorizers timed out on their first call (a 500 on the upgrade).
+# A request waiting for a new environment takes whichever is free first: that one, or a warm one
+# that finished its invocation meanwhile (FunctionPool).
+CONCURRENT_INITS_PER_FUNCTION = 2
 BACKGROUND_NICE = 10  # added to a background function's processes' niceness (WorkerPool)
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit on the init phase of an on-demand environment
 # A background worker's init runs at a lower priority (lower_priority): on a busy machine it gets a
@@ -267,14 +274,23 @@ class _Worker:
             ) from None
         finally:
             child_end.close()
-        init_timeout = INIT_TIMEOUT_SECONDS
-        if nice:
-            await lower_priority(process.pid, nice)
-            init_timeout *= BACKGROUND_INIT_ALLOWANCE
-        reader, writer = await asyncio.open_unix_connection(sock=parent_end)
+        init_timeout = INIT_TIMEOUT_SECONDS * (BACKGROUND_INIT_ALLOWANCE if nice else 1)
+        try:
+            if nice:
+                await lower_priority(process.pid, nice)
+            reader, writer = await asyncio.open_unix_connection(sock=parent_end)
+        except BaseException:  # cancelled (the pool is closing): the process must not outlive it
+            parent_end.close()
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await asyncio.shield(process.wait())
+            raise
         worker = cls(function, process, reader, writer)
         try:
             message = await asyncio.wait_for(worker._receive(), init_timeout)
+        except asyncio.CancelledError:
+            await asyncio.shield(worker.kill())
+            raise
         except TimeoutError:
             await worker.kill()
             raise _WorkerGone(
@@ -380,6 +396,9 @@ class FunctionPool:
         self._slots = asyncio.Semaphore(capacity)
         self._idle: list[_Worker] = []  # most recently used last: reused first, as Lambda does
         self._busy: set[_Worker] = set()
+        # Invocations waiting for an environment, first come first served: a started or a freed one.
+        self._waiters: collections.deque[asyncio.Future[tuple[_Worker, float | None]]] = collections.deque()
+        self._starting: set[asyncio.Task[None]] = set()
         self._closed = False
 
     async def invoke(self, event: Any) -> InvocationResult:
@@ -403,17 +422,11 @@ class FunctionPool:
             return self._report(await self._invoke_in_worker(request_id, event))
 
     async def _invoke_in_worker(self, request_id: str, event: Any) -> InvocationResult:
-        init_ms: float | None = None
-        if self._idle:
-            worker = self._idle.pop()
-        else:
-            init_started = time.monotonic()
-            try:
-                worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id, self._doors,
-                                             self.nice)
-            except _WorkerGone as gone:
-                return self._failure(request_id, init_started, gone.error, (time.monotonic() - init_started) * 1000)
-            init_ms = (time.monotonic() - init_started) * 1000
+        asked = time.monotonic()
+        try:
+            worker, init_ms = await self._take_worker()
+        except _WorkerGone as gone:
+            return self._failure(request_id, asked, gone.error, (time.monotonic() - asked) * 1000)
         self._busy.add(worker)
         request = {
             "request_id": request_id,
@@ -445,9 +458,10 @@ class FunctionPool:
         finally:
             self._busy.discard(worker)
             if keep_warm and not self._closed:
-                self._idle.append(worker)
+                self._hand_over(worker, None)
             else:
                 # Timed out, crashed, cancelled or shutting down: its state is unknown, replace it.
+                self._start_for_waiters()
                 await asyncio.shield(worker.kill())
         duration_ms = (time.monotonic() - invoke_started) * 1000
         if message["type"] == "result":
@@ -467,6 +481,79 @@ class FunctionPool:
             duration_ms=duration_ms,
             init_duration_ms=init_ms,
         )
+
+    async def _take_worker(self) -> tuple[_Worker, float | None]:
+        """An environment for one invocation, and its init time if it was started for it (a cold
+        start); raises ``_WorkerGone`` if the environment started for it failed its init.
+
+        A warm idle one if there is one; else the invocation waits for the first environment that is
+        free — one started now on its behalf (at most ``CONCURRENT_INITS_PER_FUNCTION`` at once), or
+        a warm one whose invocation ended meanwhile, whichever comes first.  An environment started
+        for an invocation that was served by another stays warm for the next.
+        """
+        if self._idle:
+            return self._idle.pop(), None
+        waiter: asyncio.Future[tuple[_Worker, float | None]] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._start_for_waiters()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._hand_over(waiter.result()[0], None)  # handed over just as the invocation was cancelled
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            raise
+
+    def _start_for_waiters(self) -> None:
+        """Start environments for the waiting invocations that no start in progress will serve,
+        within the init limit and the function's capacity (environments idle, busy or starting)."""
+        while (
+            not self._closed
+            and len(self._waiters) > len(self._starting)
+            and len(self._starting) < CONCURRENT_INITS_PER_FUNCTION
+            and len(self._idle) + len(self._busy) + len(self._starting) < self.capacity
+        ):
+            task = asyncio.create_task(self._start_one())
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def _start_one(self) -> None:
+        task = asyncio.current_task()
+        started = time.monotonic()
+        try:
+            worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id, self._doors, self.nice)
+        except _WorkerGone as gone:
+            self._starting.discard(task)  # type: ignore[arg-type]
+            # The first waiting invocation reports the failed init, as the one that caused it would.
+            waiter = self._next_waiter()
+            if waiter is not None:
+                waiter.set_exception(gone)
+            else:
+                log.warning("%s: an environment failed its init: %s", self.function, gone.error.get("errorMessage"))
+            self._start_for_waiters()
+            return
+        self._starting.discard(task)  # type: ignore[arg-type]
+        if self._closed:
+            await worker.kill()
+            return
+        self._hand_over(worker, (time.monotonic() - started) * 1000)
+        self._start_for_waiters()
+
+    def _hand_over(self, worker: _Worker, init_ms: float | None) -> None:
+        """A free environment to the first waiting invocation, else to the idle ones."""
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_result((worker, init_ms))
+        else:
+            self._idle.append(worker)
+
+    def _next_waiter(self) -> asyncio.Future[tuple[_Worker, float | None]] | None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                return waiter
+        return None
 
     def _failure(self, request_id: str, since: float, error: dict[str, Any], init_ms: float | None) -> InvocationResult:
         return InvocationResult(
@@ -489,6 +576,14 @@ class FunctionPool:
     async def close(self) -> None:
         """Stop every process: idle ones exit on EOF, busy ones are killed."""
         self._closed = True
+        starting = list(self._starting)
+        for task in starting:
+            task.cancel()  # _Worker.start kills a process it began
+        await asyncio.gather(*starting, return_exceptions=True)
+        shutting_down = _WorkerGone({"errorType": "ServiceException",
+                                     "errorMessage": "The local Lambda service is shutting down.", "stackTrace": []})
+        while (waiter := self._next_waiter()) is not None:
+            waiter.set_exception(shutting_down)
         idle, self._idle = self._idle, []
         await asyncio.gather(*(worker.close() for worker in idle), *(worker.kill() for worker in list(self._busy)))
 

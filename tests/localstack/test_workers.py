@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from scripts.localstack import workers
 from scripts.localstack.manifest import FunctionSpec
 from scripts.localstack.workers import InvocationResult, WorkerPool
 from tests.localstack.fixtures.manifests import FIXTURES, function_spec
@@ -272,3 +274,74 @@ def test_an_autogroup_busy_right_now_is_asked_again(monkeypatch: pytest.MonkeyPa
     finally:
         child.kill()
         child.wait()
+
+
+def slow_init(records: Path, init_seconds: float) -> FunctionSpec:
+    return function_spec("slow", "basic", "slow_init.handler",
+                         environment={"RECORD_FILE": str(records), "INIT_SECONDS": str(init_seconds)})
+
+
+def init_spans(records: Path) -> dict[int, list[float]]:
+    spans: dict[int, list[float]] = {}
+    for line in records.read_text().splitlines():
+        entry = json.loads(line)
+        spans.setdefault(entry["pid"], []).append(entry.get("init_start", entry.get("init_end")))
+    return spans
+
+
+def test_a_burst_initialises_at_most_two_environments_at_once_and_serves_everyone(tmp_path: Path) -> None:
+    records = tmp_path / "inits.jsonl"
+
+    async def body(pool: WorkerPool) -> list[InvocationResult]:
+        return await asyncio.gather(*(pool.invoke("slow", {"seconds": 0.05}) for _ in range(8)))
+
+    results = with_pool([slow_init(records, 0.6)], body)
+
+    assert all(result.ok for result in results)
+    spans = init_spans(records)  # (inits still running when the pool closed were ended: no end)
+    moments = sorted([(span[0], 1) for span in spans.values()] + [(span[1], -1) for span in spans.values()
+                                                                   if len(span) == 2])
+    at_once = max(sum(step for _, step in moments[: index + 1]) for index in range(len(moments)))
+    assert at_once == workers.CONCURRENT_INITS_PER_FUNCTION
+    assert len(spans) < len(results)  # warm environments that came free served some of the burst
+    served_cold = [result.payload["pid"] for result in results if result.cold_start]
+    assert len(served_cold) == len(set(served_cold)) <= len(spans)
+
+
+def test_an_invocation_takes_a_warm_environment_freed_before_its_own_init_ends(tmp_path: Path) -> None:
+    records = tmp_path / "inits.jsonl"
+
+    async def body(pool: WorkerPool) -> tuple[InvocationResult, InvocationResult, InvocationResult, float]:
+        first = await pool.invoke("slow", {})
+        busy = asyncio.create_task(pool.invoke("slow", {"seconds": 0.3}))
+        await asyncio.sleep(0.05)
+        asked = time.monotonic()
+        waiting = await pool.invoke("slow", {})  # no idle environment: one starts (2 s), the busy one frees first
+        waited = time.monotonic() - asked
+        return first, await busy, waiting, waited
+
+    first, busy, waiting, waited = with_pool([slow_init(records, 2.0)], body)
+
+    assert first.cold_start and not busy.cold_start and not waiting.cold_start
+    assert waiting.payload["pid"] == first.payload["pid"]
+    assert waited < 1.5  # it did not wait for the new environment's 2 s init
+
+
+def test_closing_the_pool_ends_an_init_in_progress_and_fails_its_invocation(tmp_path: Path) -> None:
+    records = tmp_path / "inits.jsonl"
+
+    async def main() -> InvocationResult:
+        pool = WorkerPool({"slow": slow_init(records, 30.0)})
+        invocation = asyncio.create_task(pool.invoke("slow", {}))
+        deadline = time.monotonic() + 10
+        while not records.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await pool.close()
+        return await invocation
+
+    result = asyncio.run(main())
+
+    assert result.error is not None and result.error["errorType"] == "ServiceException"
+    (pid,) = init_spans(records)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
