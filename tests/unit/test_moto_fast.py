@@ -406,6 +406,17 @@ def _partitions_scenario(ddb: Any) -> list[tuple[str, Any]]:
                                  ExpressionAttributeValues={":p": {"S": "p3"}, ":n": {"N": "2"}})))
     out.append(("hash only", ddb.query(TableName="bins", KeyConditionExpression="id = :i",
                                        ExpressionAttributeValues={":i": {"B": b"\x02"}})))
+    out.append(("filtered", ddb.query(TableName="docs", FilterExpression="n > :n",
+                                      KeyConditionExpression="pk = :p", ExpressionAttributeValues={
+                                          ":p": {"S": "p1"}, ":n": {"N": "2"}})))
+    out.append(("projected", ddb.query(TableName="docs", ProjectionExpression="sk, n",
+                                       KeyConditionExpression="pk = :p", ExpressionAttributeValues={
+                                           ":p": {"S": "p1"}})))
+    ddb.update_item(TableName="docs", Key={"pk": {"S": "p1"}, "sk": {"S": "upd#003"}},
+                    UpdateExpression="SET n = :n REMOVE #u", ExpressionAttributeNames={"#u": "user"},
+                    ExpressionAttributeValues={":n": {"N": "9"}})
+    out.append(("after an update of an item answered before", ddb.query(
+        TableName="docs", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "p1"}})))
     out.append(("scan", ddb.scan(TableName="docs", Limit=30)))
     return out
 
@@ -594,3 +605,35 @@ def test_sqs_reads_the_clock_once_per_scan_and_lists_what_moto_lists(no_network:
     moto_fast.uninstall()
     assert models.unix_time is moto_unix_time
     assert models.Queue.__dict__["messages"] is moto_messages
+
+
+def test_a_query_whose_results_are_only_read_answers_without_copying_them(monkeypatch: pytest.MonkeyPatch,
+                                                                          no_network: None,
+                                                                          clean_fast_path: None) -> None:
+    from moto.dynamodb.models.dynamo_type import Item
+
+    copies = Counter[str]()
+    moto_deepcopy = Item.__deepcopy__
+
+    def counting(self: Any, memo: Any) -> Any:
+        copies["items"] += 1
+        return moto_deepcopy(self, memo)
+
+    monkeypatch.setattr(Item, "__deepcopy__", counting)
+    moto_fast.query_one_partition()
+    with mock_aws():
+        ddb = _client()
+        _partitions_scenario(ddb)  # (its answers are compared with moto's in the test above)
+        copies.clear()
+        plain = ddb.query(TableName="docs", KeyConditionExpression="pk = :p",
+                          ExpressionAttributeValues={":p": {"S": "p2"}})
+        read_only = copies["items"]
+        ddb.query(TableName="docs", ProjectionExpression="sk", KeyConditionExpression="pk = :p",
+                  ExpressionAttributeValues={":p": {"S": "p2"}})
+        projected = copies["items"] - read_only
+        ddb.query(TableName="docs", IndexName="by_user", KeyConditionExpression="#u = :u",
+                  ExpressionAttributeNames={"#u": "user"}, ExpressionAttributeValues={":u": {"S": "u1"}})
+        by_index = copies["items"] - read_only - projected
+    assert plain["Count"] == 24 and read_only == 0
+    assert projected == 24  # what moto copies is copied as before
+    assert by_index > 0
