@@ -144,7 +144,20 @@ def encode_request(request: DoorRequest) -> bytes:
 
 
 def encode_response(response: DoorResponse) -> bytes:
+    constant = _CONSTANT_FRAMES.get(id(response))
+    if constant is not None and constant[0] is response:
+        return constant[1]
     return _frame([str(response.status), *[f"{name}: {value}" for name, value in response.headers]], response.body)
+
+
+# Responses a server answers again and again (the gateway's "posted"), each with its frame.
+_CONSTANT_FRAMES: dict[int, tuple[DoorResponse, bytes]] = {}
+
+
+def constant_response(response: DoorResponse) -> DoorResponse:
+    """Mark ``response`` as answered many times, unchanged: it is encoded once (never change it)."""
+    _CONSTANT_FRAMES[id(response)] = (response, encode_response(response))
+    return response
 
 
 BATCH = "BATCH"

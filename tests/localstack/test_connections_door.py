@@ -306,6 +306,27 @@ def _signed_variants() -> list[tuple[str, str, dict[str, str], bytes, datetime]]
     return [(label, path, headers, body, at) for label, headers in variants]
 
 
+@pytest.mark.parametrize("headers", [
+    [("Host", "127.0.0.1:3000"), ("X-Amz-Date", "20261206T030405Z")],
+    [("X-Amz-Date", "20261206T030405Z")],  # no Host header: the request's host, as botocore's
+    [("Host", "  h   :80 "), ("X-Amz-Date", " 20261206T030405Z ")],
+    [("Host", ""), ("X-Amz-Date", "20261206T030405Z")],
+    [("Host", "a"), ("host", "b"), ("X-Amz-Date", "d1"), ("x-amz-date", "d 2")],
+    [("Host", "h"), ("X-Amz-Date", "20261206T030405Z"), ("X-Other", "not signed")],
+])
+@pytest.mark.parametrize("path", ["/@connections/abc%3D", "/prod/./x/../@connections/a%2Fb+c~d%20e"])
+def test_a_posts_canonical_request_is_the_general_ones(headers: list[tuple[str, str]], path: str) -> None:
+    """The one-format canonical request of a request signing host and x-amz-date (every post)."""
+    from multidict import CIMultiDict
+
+    from scripts.localstack.gateway import _host_and_date_canonical, canonical_request
+
+    received = CIMultiDict(headers)
+    for method, body in (("POST", b'{"action": "y"}'), ("delete", b"")):
+        general = canonical_request(method, "127.0.0.1:3000", path, "", received, ["host", "x-amz-date"], body)
+        assert _host_and_date_canonical(method, "127.0.0.1:3000", path, received, body) == general
+
+
 def test_the_short_path_accepts_exactly_what_the_whole_check_accepts() -> None:
     from multidict import CIMultiDict
 
