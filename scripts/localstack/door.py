@@ -208,10 +208,17 @@ def decode_request(meta: bytes, body: bytes) -> DoorRequest:
 
 
 def decode_response(meta: bytes, body: bytes) -> DoorResponse:
+    status, headers = _response_head(meta)
+    return DoorResponse(status, list(headers), body)
+
+
+@lru_cache(maxsize=256)
+def _response_head(meta: bytes) -> tuple[int, tuple[tuple[str, str], ...]]:
+    # A fan-out's ~50 answers per edit share one head ("200", two headers): parsed once.
     (status,), headers = _head(meta, 1)
     if not status.isdigit():
         raise DoorProtocolError(f"malformed head: status {status[:16]!r}")
-    return DoorResponse(int(status), headers, body)
+    return int(status), tuple(headers)
 
 
 def _read_frame(reader: Any) -> tuple[bytes, bytes] | None:
@@ -579,6 +586,15 @@ class DoorRoutes:
 
 
 @lru_cache(maxsize=4096)
+def _target_and_host(url: str) -> tuple[str, str]:
+    """A URL's request-line target (path and query) and the ``Host`` ``http.client`` would send:
+    a fan-out posts to the same few ``@connections`` URLs again and again."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), _host_header(parts.scheme.lower(),
+                                                                                          parts.netloc)
+
+
+@lru_cache(maxsize=4096)
 def _url_parts(url: str) -> tuple[str, str, str]:
     """(scheme, netloc, path) of a URL, lower-cased where case does not matter: a fan-out routes the
     same few ``@connections`` URLs again and again."""
@@ -759,13 +775,12 @@ class BotocoreDoorTransport:
     def _door_request(request: Any, body: bytes) -> DoorRequest:
         """The request as ``http.client`` would put it on the wire."""
         method = str(request.method).upper()
-        parts = urlsplit(request.url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target, host = _target_and_host(request.url)
         headers = [(str(name), _header_text(value)) for name, value in request.headers.items()]
         present = {name.lower() for name, _ in headers}
         extra: Headers = []
         if "host" not in present:
-            extra.append(("Host", _host_header(parts.scheme.lower(), parts.netloc)))
+            extra.append(("Host", host))
         if "accept-encoding" not in present:
             extra.append(("Accept-Encoding", "identity"))
         if "content-length" not in present and (body or method in ("POST", "PUT", "PATCH")):

@@ -464,6 +464,13 @@ def test_the_frame_is_two_lengths_a_head_of_lines_and_the_raw_body() -> None:
             door.decode_response(malformed, b"")
     with pytest.raises(door.DoorProtocolError):  # a line break cannot be smuggled into a header
         door.encode_request(DoorRequest("GET", "/x", [("A", "b\nInjected: yes")], b""))
+    # A head seen again is parsed once, but each response has headers of its own to change.
+    first, second = (door.decode_response(b"200\nContent-Length: 0", b"") for _ in range(2))
+    first.headers.append(("X-Changed", "by a caller"))
+    assert second.headers == [("Content-Length", "0")]
+    # A constant response is encoded once, to the same frame as any equal response.
+    posted = door.constant_response(DoorResponse(200, [("Content-Length", "0")], b""))
+    assert door.encode_response(posted) == door.encode_response(DoorResponse(200, [("Content-Length", "0")], b""))
 
 
 def test_send_many_carries_requests_to_one_door_in_one_exchange_and_the_rest_one_by_one(socket_dir: Path) -> None:

@@ -67,7 +67,9 @@ def test_each_request_is_byte_for_byte_what_botocores_signer_prepares(
     creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
     instant = datetime.datetime(2026, 12, 6, 3, 4, 5)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: instant)
-    monkeypatch.setattr(poster.time, "gmtime", lambda: instant.timetuple())
+    # the poster's clock at that instant (its X-Amz-Date is formatted once per second: forget the last)
+    monkeypatch.setattr(poster.time, "time", lambda: instant.replace(tzinfo=datetime.UTC).timestamp() + 0.25)
+    monkeypatch.setattr(poster, "_amz_second", (0, ""))
     for endpoint in (ENDPOINT, "http://127.0.0.1:3000", "https://ws.example.com:8443/v1/stage"):
         ours = poster.ConnectionsApi(endpoint, "eu-west-1", creds)._request(method, connection_id, body)
         url = f"{endpoint}/@connections/{percent_encode(connection_id)}"
@@ -202,3 +204,16 @@ def test_post_each_sends_a_frame_to_all_connections_in_one_batch_where_the_sessi
     first = session.batches[0][0]
     assert first.body == b"one" and _text(first.headers["Authorization"]).startswith(
         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+
+
+def test_x_amz_date_follows_the_clock_second_by_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    import calendar
+
+    now = [calendar.timegm((2026, 12, 31, 23, 59, 59, 0, 0, 0)) + 0.9]
+    monkeypatch.setattr(poster.time, "time", lambda: now[0])
+    monkeypatch.setattr(poster, "_amz_second", (0, ""))
+    assert poster._amz_date() == "20261231T235959Z"
+    now[0] += 0.05  # the same second: the same text
+    assert poster._amz_date() == "20261231T235959Z"
+    now[0] += 0.1  # the next second, the next day and year
+    assert poster._amz_date() == "20270101T000000Z"
