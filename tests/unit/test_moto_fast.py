@@ -637,3 +637,57 @@ def test_a_query_whose_results_are_only_read_answers_without_copying_them(monkey
     assert plain["Count"] == 24 and read_only == 0
     assert projected == 24  # what moto copies is copied as before
     assert by_index > 0
+
+
+def _conditions_scenario(ddb: Any) -> list[tuple[str, Any]]:
+    """Conditional writes and filters, each expression used more than once, with other values."""
+    _tables(ddb)
+    out: list[tuple[str, Any]] = []
+
+    def outcome(label: str, call: Callable[[], Any]) -> None:
+        try:
+            answer = call()
+        except ClientError as exc:
+            answer = (exc.response["Error"]["Code"], exc.response["Error"].get("Message"))
+        except (ValueError, KeyError) as exc:  # moto 5.2.5's parser raises these out of bad expressions
+            answer = (type(exc).__name__, str(exc))
+        out.append((label, answer))
+
+    for attempt in range(2):  # the second time, the same expression is already parsed
+        for sk in ("a", "b"):
+            outcome(f"put {sk} #{attempt}", lambda sk=sk: ddb.put_item(
+                TableName="docs", Item={"pk": {"S": "c"}, "sk": {"S": sk}, "n": {"N": str(len(sk))}},
+                ConditionExpression="attribute_not_exists(#sk)", ExpressionAttributeNames={"#sk": "sk"}))
+        for limit in ("0", "5"):
+            outcome(f"put if n < {limit} #{attempt}", lambda limit=limit: ddb.put_item(
+                TableName="docs", Item={"pk": {"S": "c"}, "sk": {"S": "a"}, "n": {"N": "7"}},
+                ConditionExpression="n < :limit", ExpressionAttributeValues={":limit": {"N": limit}}))
+            outcome(f"filter n > {limit} #{attempt}", lambda limit=limit: ddb.query(
+                TableName="docs", KeyConditionExpression="pk = :p", FilterExpression="n > :limit",
+                ExpressionAttributeValues={":p": {"S": "c"}, ":limit": {"N": limit}}))
+        outcome(f"malformed #{attempt}", lambda: ddb.put_item(
+            TableName="docs", Item={"pk": {"S": "c"}, "sk": {"S": "z"}}, ConditionExpression="attribute_not_exists("))
+        outcome(f"unknown name #{attempt}", lambda: ddb.put_item(
+            TableName="docs", Item={"pk": {"S": "c"}, "sk": {"S": "z"}}, ConditionExpression="attribute_exists(#x)"))
+    return out
+
+
+def test_conditions_parsed_once_answer_as_moto_does(no_network: None, clean_fast_path: None) -> None:
+    answers = []
+    for fast in (False, True):
+        moto_fast.uninstall()
+        if fast:
+            moto_fast.cache_condition_parse()
+            moto_fast.cache_condition_parse()  # idempotent
+        with mock_aws():
+            answers.append(_conditions_scenario(_client()))
+        moto_fast.uninstall()
+    generic, cached = answers
+    assert [label for label, _ in cached] == [label for label, _ in generic]
+    for (label, g), (_, f) in zip(generic, cached, strict=True):
+        assert _normalised(f) == _normalised(g), label
+    by_label = dict(cached)
+    assert by_label["put a #1"][0] == "ConditionalCheckFailedException"
+    assert by_label["put if n < 0 #0"][0] == "ConditionalCheckFailedException"
+    assert "Items" in by_label["filter n > 0 #1"] and by_label["filter n > 5 #1"]["Count"] == 1
+    assert by_label["malformed #1"] == by_label["malformed #0"] and by_label["malformed #0"][0] == "ValueError"
