@@ -471,8 +471,9 @@ def cache_condition_parse() -> None:
     again each time (``get_filter_expression``: ~10 % of moto's CPU on the co-editing path).  The
     parsed tree only reads the item it is evaluated on (``expr(item)``), so one tree per distinct
     input serves every request with that input; the key is the expression and the JSON of the names
-    and values, which came from a JSON request (so they round-trip exactly).  An expression moto
-    refuses raises each time, as before (a refusal is not cached).
+    (from a JSON request, so they round-trip exactly).  Expressions with values are parsed as before:
+    their values mostly change from request to request.  An expression moto refuses raises each
+    time, as before (a refusal is not cached).
     """
     import moto.dynamodb.models as models
     import moto.dynamodb.models.table as table_module
@@ -486,11 +487,15 @@ def cache_condition_parse() -> None:
         return original(expression, json.loads(names), json.loads(values))
 
     def get_filter_expression(expression: str | None, names: Any, values: Any) -> Any:
+        if values:  # values that change per request (a timestamp, an update's fields) would only miss
+            return original(expression, names, values)
         try:
-            key = json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True)
+            key = json.dumps(names, sort_keys=True), json.dumps(values)
         except (TypeError, ValueError):  # not JSON data after all: parse as moto does
             return original(expression, names, values)
         return parsed(expression, *key)
+
+    get_filter_expression.cache_info = parsed.cache_info  # type: ignore[attr-defined]
 
     get_filter_expression.__fast__ = True  # type: ignore[attr-defined]
     setattr(get_filter_expression, _ORIGINAL, original)

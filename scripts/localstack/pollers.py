@@ -289,8 +289,7 @@ class SqsPollers:
             messages = await self._receive(mapping["queue_url"], min(10, mapping["batch_size"] - len(batch)), wait)
             fresh = [m for m in messages if m["MessageId"] not in batch]
             for message in messages:
-                batch.pop(message["MessageId"], None)  # a message seen again keeps its place at the end
-                batch[message["MessageId"]] = message
+                batch[message["MessageId"]] = message  # one seen again keeps its place, with its new handle
             if batch and deadline is None:
                 if window == 0:
                     break

@@ -150,6 +150,10 @@ async def lower_priority(pid: int, nice: int) -> None:
     log.warning("worker %d runs at its session's normal CPU priority: the kernel kept refusing to lower it", pid)
 
 
+_SHUTTING_DOWN = {"errorType": "ServiceException", "errorMessage": "The local Lambda service is shutting down.",
+                  "stackTrace": []}
+
+
 class _WorkerGone(Exception):
     """The child process died or failed to initialise; carries the Lambda error to report."""
 
@@ -235,9 +239,9 @@ class _Worker:
         """Start a process and run Lambda's init phase (importing the handler); raises _WorkerGone.
 
         ``nice``: added to the process's niceness before its init (a background function's)."""
-        parent_end, child_end = socket.socketpair()
-        layer_args = [arg for layer in spec["layer_dirs"] for arg in ("--layer", layer)]
         lifeline = lifeline_fd()
+        layer_args = [arg for layer in spec["layer_dirs"] for arg in ("--layer", layer)]
+        parent_end, child_end = socket.socketpair()
         marker = ["--stack-id", stack_id] if stack_id else []
         door_args = doors.arguments(background=nice > 0) if doors is not None else []
         try:
@@ -272,6 +276,9 @@ class _Worker:
             raise _WorkerGone(
                 {"errorType": "Runtime.InitError", "errorMessage": f"cannot start the runtime: {exc}", "stackTrace": []}
             ) from None
+        except BaseException:  # cancelled while starting it
+            parent_end.close()
+            raise
         finally:
             child_end.close()
         init_timeout = INIT_TIMEOUT_SECONDS * (BACKGROUND_INIT_ALLOWANCE if nice else 1)
@@ -427,6 +434,9 @@ class FunctionPool:
             worker, init_ms = await self._take_worker()
         except _WorkerGone as gone:
             return self._failure(request_id, asked, gone.error, (time.monotonic() - asked) * 1000)
+        if self._closed:  # closed between the hand-over and now: the environment goes with the pool
+            await asyncio.shield(worker.kill())
+            return self._failure(request_id, asked, _SHUTTING_DOWN, init_ms)
         self._busy.add(worker)
         request = {
             "request_id": request_id,
@@ -500,7 +510,11 @@ class FunctionPool:
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._hand_over(waiter.result()[0], None)  # handed over just as the invocation was cancelled
+                worker = waiter.result()[0]  # handed over just as the invocation was cancelled
+                if self._closed:
+                    await asyncio.shield(worker.kill())
+                else:
+                    self._hand_over(worker, None)
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
             raise
@@ -522,7 +536,14 @@ class FunctionPool:
         task = asyncio.current_task()
         started = time.monotonic()
         try:
-            worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id, self._doors, self.nice)
+            try:
+                worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id, self._doors,
+                                             self.nice)
+            except _WorkerGone:
+                raise
+            except Exception as exc:  # e.g. no file descriptors left: still an init failure someone reports
+                raise _WorkerGone({"errorType": "Runtime.InitError", "errorMessage": f"cannot start the runtime: {exc}",
+                                   "stackTrace": []}) from exc
         except _WorkerGone as gone:
             self._starting.discard(task)  # type: ignore[arg-type]
             # The first waiting invocation reports the failed init, as the one that caused it would.
@@ -580,10 +601,8 @@ class FunctionPool:
         for task in starting:
             task.cancel()  # _Worker.start kills a process it began
         await asyncio.gather(*starting, return_exceptions=True)
-        shutting_down = _WorkerGone({"errorType": "ServiceException",
-                                     "errorMessage": "The local Lambda service is shutting down.", "stackTrace": []})
         while (waiter := self._next_waiter()) is not None:
-            waiter.set_exception(shutting_down)
+            waiter.set_exception(_WorkerGone(_SHUTTING_DOWN))
         idle, self._idle = self._idle, []
         await asyncio.gather(*(worker.close() for worker in idle), *(worker.kill() for worker in list(self._busy)))
 

@@ -345,3 +345,25 @@ def test_closing_the_pool_ends_an_init_in_progress_and_fails_its_invocation(tmp_
     (pid,) = init_spans(records)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_an_environment_that_cannot_even_start_fails_its_invocation_and_the_next_is_served(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    original = workers._Worker.start
+    failures = [OSError(24, "Too many open files")]
+
+    async def start(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(workers._Worker, "start", start)
+
+    async def body(pool: WorkerPool) -> list[InvocationResult]:
+        return [await asyncio.wait_for(pool.invoke("count", {}), 20) for _ in range(2)]
+
+    failed, served = with_pool([basic("count")], body, max_concurrency=1)
+
+    assert failed.error is not None and failed.error["errorType"] == "Runtime.InitError"
+    assert "Too many open files" in failed.error["errorMessage"]
+    assert served.ok and served.cold_start
