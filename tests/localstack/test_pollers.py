@@ -70,6 +70,12 @@ def consumer(logical_id: str, handler: str, records: Path) -> Any:
     return function_spec(logical_id, "sqs", f"app.{handler}", environment={"RECORD_FILE": str(records)})
 
 
+def consuming(moto: str, url: str, arn: str, function: str, handler: str, records: Path, **options: Any) -> Manifest:
+    """A manifest with one consumer function of the fixture app and its mapping from one queue."""
+    return manifest([consumer(function, handler, records)], endpoint_url=moto,
+                    event_source_mappings=[mapping(url, arn, function, **options)])
+
+
 @contextmanager
 def running_pollers(the_manifest: Manifest) -> Iterator[None]:
     async def start() -> tuple[WorkerPool, SqsPollers]:
@@ -113,11 +119,7 @@ def test_a_batch_arrives_as_lambdas_sqs_event_and_is_deleted(moto: str, sqs: Any
             QueueUrl=url, MessageBody=body, MessageAttributes={"kind": {"DataType": "String", "StringValue": "demo"}}
         )
     records = tmp_path / "records.jsonl"
-    the_manifest = manifest(
-        [consumer("Consume", "consume", records)],
-        endpoint_url=moto,
-        event_source_mappings=[mapping(url, arn, "Consume")],
-    )
+    the_manifest = consuming(moto, url, arn, "Consume", "consume", records)
 
     with running_pollers(the_manifest):
         (entry,) = wait_for(records, lambda entries: len(entries) >= 1)
@@ -141,11 +143,7 @@ def test_fifo_records_carry_the_message_group_and_deduplication_id(moto: str, sq
     url, arn = make_queue(sqs, fifo=True)
     sqs.send_message(QueueUrl=url, MessageBody="ordered", MessageGroupId="prd-1")
     records = tmp_path / "records.jsonl"
-    the_manifest = manifest(
-        [consumer("Consume", "consume", records)],
-        endpoint_url=moto,
-        event_source_mappings=[mapping(url, arn, "Consume", window=0)],
-    )
+    the_manifest = consuming(moto, url, arn, "Consume", "consume", records, window=0)
 
     with running_pollers(the_manifest):
         (entry,) = wait_for(records, lambda entries: len(entries) >= 1)
@@ -161,11 +159,7 @@ def test_a_partial_batch_failure_redelivers_only_the_failed_message(moto: str, s
     for body in ("ok1", "fail", "ok2"):
         sqs.send_message(QueueUrl=url, MessageBody=body)
     records = tmp_path / "records.jsonl"
-    the_manifest = manifest(
-        [consumer("Consume", "consume", records)],
-        endpoint_url=moto,
-        event_source_mappings=[mapping(url, arn, "Consume", partial_failures=True)],
-    )
+    the_manifest = consuming(moto, url, arn, "Consume", "consume", records, partial_failures=True)
 
     with running_pollers(the_manifest):
         entries = wait_for(records, lambda entries: len(entries) >= 3)
@@ -182,11 +176,7 @@ def test_a_message_received_again_within_the_window_is_in_the_batch_once(
     url, arn = make_queue(sqs, VisibilityTimeout="0")
     sqs.send_message(QueueUrl=url, MessageBody="only")
     records = tmp_path / "records.jsonl"
-    the_manifest = manifest(
-        [consumer("Consume", "consume", records)],
-        endpoint_url=moto,
-        event_source_mappings=[mapping(url, arn, "Consume", window=2)],
-    )
+    the_manifest = consuming(moto, url, arn, "Consume", "consume", records, window=2)
 
     with running_pollers(the_manifest):
         entries = wait_for(records, lambda entries: len(entries) >= 1)
@@ -204,11 +194,7 @@ def test_a_message_that_always_fails_ends_in_the_dead_letter_queue(moto: str, sq
     url, arn = make_queue(sqs, dlq_arn=dlq_arn, VisibilityTimeout="1")
     sqs.send_message(QueueUrl=url, MessageBody="poison")
     records = tmp_path / "records.jsonl"
-    the_manifest = manifest(
-        [consumer("Fails", "always_fail", records)],
-        endpoint_url=moto,
-        event_source_mappings=[mapping(url, arn, "Fails", window=0)],
-    )
+    the_manifest = consuming(moto, url, arn, "Fails", "always_fail", records, window=0)
 
     with running_pollers(the_manifest):
         deadline = time.monotonic() + 20
