@@ -287,9 +287,10 @@ class SqsPollers:
                 break
             wait = min(POLL_WAIT_SECONDS, int(remaining))
             messages = await self._receive(mapping["queue_url"], min(10, mapping["batch_size"] - len(batch)), wait)
-            fresh = [m for m in messages if m["MessageId"] not in batch]
+            held = len(batch)
             for message in messages:
                 batch[message["MessageId"]] = message  # one seen again keeps its place, with its new handle
+            fresh = len(batch) > held
             if batch and deadline is None:
                 if window == 0:
                     break

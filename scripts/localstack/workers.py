@@ -536,15 +536,10 @@ class FunctionPool:
         task = asyncio.current_task()
         started = time.monotonic()
         try:
-            try:
-                worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id, self._doors,
-                                             self.nice)
-            except _WorkerGone:
-                raise
-            except Exception as exc:  # e.g. no file descriptors left: still an init failure someone reports
-                raise _WorkerGone({"errorType": "Runtime.InitError", "errorMessage": f"cannot start the runtime: {exc}",
-                                   "stackTrace": []}) from exc
-        except _WorkerGone as gone:
+            worker = await _Worker.start(self.function, self.spec, self._env, self._stack_id, self._doors, self.nice)
+        except Exception as exc:  # an init error, or e.g. no file descriptors left: someone reports it
+            gone = exc if isinstance(exc, _WorkerGone) else _WorkerGone({
+                "errorType": "Runtime.InitError", "errorMessage": f"cannot start the runtime: {exc}", "stackTrace": []})
             self._starting.discard(task)  # type: ignore[arg-type]
             # The first waiting invocation reports the failed init, as the one that caused it would.
             waiter = self._next_waiter()
