@@ -568,8 +568,79 @@ def sqs_one_clock_read_per_scan() -> None:
     models.Queue.messages = fast_messages  # type: ignore[method-assign,assignment]
 
 
+SQS_RESCAN_SECONDS = 0.2
+"""How often a waiting long poll looks again for messages that became deliverable without a
+notification: a visibility timeout or a delivery delay ending (moto itself looks once a second)."""
+
+
+def sqs_long_polls_wait() -> None:
+    """A long-polling ``ReceiveMessage`` waits for a message it may deliver, rather than spin. Idempotent.
+
+    moto's long poll scans the queue, and when the scan delivered nothing it waits on the queue's
+    condition until ``Queue.messages`` (the visible messages) is non-empty.  A FIFO message whose
+    group has another message in flight is visible but may not be delivered, so that wait returns at
+    once and the poll spins — a whole core for the rest of its ``WaitTimeSeconds``.  It also decides
+    which groups are busy once per call, so a message freed by its group's in-flight message being
+    deleted is not delivered by that poll at all, where SQS delivers it then.  On the local stack the
+    doc writer's queue (one group per PRD, a message per 5 s) had exactly that while a compaction ran
+    long: 28 % of moto's samples in the 50-editor load, every edit stalled for seconds.
+
+    Here a long poll is a series of moto's own single scans (``WaitTimeSeconds`` 0, so each decides
+    the busy groups afresh), holding the queue's condition so a message sent between a scan and the
+    wait is not missed; between scans it waits on that condition, which a new message (moto's
+    ``add_message``), a deleted message and a visibility change (both notify here) wake, for at most
+    :data:`SQS_RESCAN_SECONDS`.  A poll without ``WaitTimeSeconds`` is moto's own call unchanged.
+    ``tests/unit/test_moto_fast.py`` checks delivery and that a waiting poll scans a few times, not
+    thousands.
+    """
+    import time
+
+    import moto.sqs.models as models
+
+    backend, queue_class = models.SQSBackend, models.Queue
+    if getattr(backend.receive_message, "__fast__", False):
+        return
+    original_receive = backend.receive_message
+    original_delete = queue_class.delete_message
+    original_change = backend.change_message_visibility
+
+    def receive_message(self: Any, queue_name: str, count: int, wait_seconds_timeout: int,
+                        visibility_timeout: int, message_attribute_names: list[str] | None = None) -> list[Any]:
+        if not wait_seconds_timeout:
+            return original_receive(self, queue_name, count, 0, visibility_timeout, message_attribute_names)
+        queue = self.get_queue(queue_name)
+        deadline = time.monotonic() + wait_seconds_timeout
+        with queue._messages_lock:
+            while True:
+                result: list[Any] = original_receive(self, queue_name, count, 0, visibility_timeout,
+                                                     message_attribute_names)
+                remaining = deadline - time.monotonic()
+                if result or remaining <= 0:
+                    return result
+                queue._messages_lock.wait(min(remaining, SQS_RESCAN_SECONDS))
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            original_delete(self, receipt_handle)
+            self._messages_lock.notify_all()  # a FIFO group may be free now
+
+    def change_message_visibility(self: Any, queue_name: str, receipt_handle: str, visibility_timeout: int) -> None:
+        original_change(self, queue_name, receipt_handle, visibility_timeout)
+        queue = self.get_queue(queue_name)
+        with queue._messages_lock:
+            queue._messages_lock.notify_all()  # the message may be visible again
+
+    for patched, original in ((receive_message, original_receive), (delete_message, original_delete),
+                              (change_message_visibility, original_change)):
+        patched.__fast__ = True  # type: ignore[attr-defined]
+        setattr(patched, _ORIGINAL, original)
+    backend.receive_message = receive_message  # type: ignore[method-assign]
+    backend.change_message_visibility = change_message_visibility  # type: ignore[method-assign]
+    queue_class.delete_message = delete_message  # type: ignore[method-assign]
+
+
 def uninstall() -> None:
-    """Back to moto's generic serializer, its whole-table query and its SQS clock (tests, benchmarks)."""
+    """Back to moto's generic serializer, its whole-table query and its SQS clock and long polls (tests, benchmarks)."""
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.responses import DynamoHandler
 
@@ -597,6 +668,11 @@ def uninstall() -> None:
     messages = sqs_models.Queue.__dict__["messages"]
     if messages.fget is not None and hasattr(messages.fget, _ORIGINAL):
         sqs_models.Queue.messages = getattr(messages.fget, _ORIGINAL)
+    for owner, name in ((sqs_models.SQSBackend, "receive_message"),
+                        (sqs_models.SQSBackend, "change_message_visibility"), (sqs_models.Queue, "delete_message")):
+        patched = owner.__dict__.get(name)
+        if patched is not None and hasattr(patched, _ORIGINAL):
+            setattr(owner, name, getattr(patched, _ORIGINAL))
 
 
 # ---------------------------------------------------------------- requests and request ids

@@ -730,6 +730,7 @@ def main(argv: list[str] | None = None) -> None:
     moto_fast.cache_jsonpath_parse()
     moto_fast.query_one_partition()
     moto_fast.sqs_one_clock_read_per_scan()
+    moto_fast.sqs_long_polls_wait()
     moto_fast.cache_condition_parse()
     journal = JournalWriter(args.journal) if args.journal else None
     if journal is not None:

@@ -11,6 +11,8 @@ values, paging, indexes, capacity, errors) runs in-process under ``moto.mock_aws
 from __future__ import annotations
 
 import datetime
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -605,6 +607,91 @@ def test_sqs_reads_the_clock_once_per_scan_and_lists_what_moto_lists(no_network:
     moto_fast.uninstall()
     assert models.unix_time is moto_unix_time
     assert models.Queue.__dict__["messages"] is moto_messages
+
+
+def _counting_scans(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count the scans of SQS queues (each reads ``Queue.messages`` or walks ``_messages`` once)."""
+    import moto.sqs.models as models
+
+    scans: Counter[str] = Counter()
+    listed = models.Queue.__dict__["messages"]
+
+    def counted(queue: Any) -> list[Any]:
+        scans[queue.name] += 1
+        return listed.fget(queue)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(models.Queue, "messages", property(counted))
+    return scans
+
+
+def _later(seconds: float, action: Callable[[], Any]) -> threading.Thread:
+    def run() -> None:
+        time.sleep(seconds)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_long_poll_waits_for_a_busy_fifo_group_and_delivers_when_it_frees(monkeypatch: pytest.MonkeyPatch,
+                                                                          no_network: None,
+                                                                          clean_fast_path: None) -> None:
+    """moto's poll spins while a FIFO group is busy (visible but not deliverable) and never delivers
+    the message its group frees during the poll; SQS delivers it then (the doc writer's queue)."""
+    sqs = boto3.client("sqs", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    scans = _counting_scans(monkeypatch)
+    with mock_aws():
+        moto_fast.sqs_long_polls_wait()
+        moto_fast.sqs_long_polls_wait()  # idempotent
+        url = sqs.create_queue(QueueName="writes.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="first", MessageGroupId="prd", MessageDeduplicationId="1")
+        first = sqs.receive_message(QueueUrl=url)["Messages"][0]
+        sqs.send_message(QueueUrl=url, MessageBody="second", MessageGroupId="prd", MessageDeduplicationId="2")
+        sqs.send_message(QueueUrl=url, MessageBody="other", MessageGroupId="other", MessageDeduplicationId="3")
+        assert [m["Body"] for m in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]] == ["other"]
+        other_done = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)  # "prd" busy, "other" in flight
+        assert "Messages" not in other_done
+        scans.clear()
+        deleter = _later(0.6, lambda: sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"]))
+        started = time.monotonic()
+        freed = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)
+        waited = time.monotonic() - started
+        deleter.join()
+    assert [m["Body"] for m in freed.get("Messages", [])] == ["second"]  # delivered by the same poll
+    assert 0.5 <= waited < 4  # once the group freed (woken by the delete), not at the poll's end
+    assert scans["writes.fifo"] <= 10  # waited between scans; moto's own poll scanned thousands of times
+
+
+def test_a_long_poll_wakes_for_a_new_or_reappearing_message_and_times_out_empty(monkeypatch: pytest.MonkeyPatch,
+                                                                               no_network: None,
+                                                                               clean_fast_path: None) -> None:
+    sqs = boto3.client("sqs", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    scans = _counting_scans(monkeypatch)
+    with mock_aws():
+        moto_fast.sqs_long_polls_wait()
+        url = sqs.create_queue(QueueName="plain")["QueueUrl"]
+        started = time.monotonic()
+        empty = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
+        assert "Messages" not in empty and time.monotonic() - started >= 0.95
+        assert scans["plain"] <= 1 / moto_fast.SQS_RESCAN_SECONDS + 3
+        sender = _later(0.3, lambda: sqs.send_message(QueueUrl=url, MessageBody="new"))
+        received = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5, VisibilityTimeout=600)["Messages"]
+        sender.join()
+        assert [m["Body"] for m in received] == ["new"]
+        handle = received[0]["ReceiptHandle"]
+        releaser = _later(0.3, lambda: sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle,
+                                                                     VisibilityTimeout=0))
+        again = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)["Messages"]
+        releaser.join()
+        assert [m["Body"] for m in again] == ["new"]
+        assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None  # in flight
+    moto_fast.uninstall()
+    import moto.sqs.models as models
+
+    assert not hasattr(models.SQSBackend.receive_message, "__fast__")
+    assert not hasattr(models.Queue.delete_message, "__fast__")
+    assert not hasattr(models.SQSBackend.change_message_visibility, "__fast__")
 
 
 def test_a_query_whose_results_are_only_read_answers_without_copying_them(monkeypatch: pytest.MonkeyPatch,
