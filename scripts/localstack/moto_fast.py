@@ -568,9 +568,11 @@ def sqs_one_clock_read_per_scan() -> None:
     models.Queue.messages = fast_messages  # type: ignore[method-assign,assignment]
 
 
-SQS_RESCAN_SECONDS = 0.2
+SQS_RESCAN_SECONDS = 0.5
 """How often a waiting long poll looks again for messages that became deliverable without a
-notification: a visibility timeout or a delivery delay ending (moto itself looks once a second)."""
+notification: a visibility timeout or a delivery delay ending (moto itself looks once a second).
+Sends, deletes and visibility changes wake it at once.  With every 0.2 s, an idle stack's moto used
+~10 ms of CPU a second more than with moto's own polls; at 0.5 s the difference was not measurable."""
 
 
 def sqs_long_polls_wait() -> None:
