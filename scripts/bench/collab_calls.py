@@ -58,9 +58,15 @@ def bench_stack(*, seed: bool = True, function_env: dict[str, str] | None = None
 
     logging.getLogger("localstack").setLevel(logging.WARNING)
     with LocalStack(ROOT, port=0, state_dir=None, seed=seed, function_env=function_env) as stack:
-        if not stack.wait_until_idle():
-            logging.getLogger("localstack").warning("the stack was still busy after 180 s: measuring anyway")
+        settle(stack)
         yield stack
+
+
+def settle(stack: Any) -> None:
+    """Wait until the stack's background work is done (``LocalStack.wait_until_idle``), so that
+    what came before — its start, an earlier load — is not measured with what comes next."""
+    if not stack.wait_until_idle():
+        logging.getLogger("localstack").warning("the stack was still busy after 180 s: measuring anyway")
 
 
 @contextlib.contextmanager

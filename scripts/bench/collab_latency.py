@@ -14,8 +14,11 @@ Latency is DESIGN 4's: from the sender's local edit to the moment a peer's ``Y.D
 reaches that edit's clock, per peer (9 samples per edit).  The servers run on loopback on the same
 2 cores as the editors; the local stack also runs moto and one OS process per Lambda environment
 (``LOCAL_MAX_CONCURRENCY`` per function), so its numbers are an upper bound on what the code
-costs, not a prediction of AWS latency.  Where the stack's time goes comes from its own log line
-per invocation (``localstack.lambda: WebSocketFunction <id> <ms> ms ok``).
+costs, not a prediction of AWS latency.  Before each load our stack is left to finish its background
+work (``collab_calls.settle``), as after its start: a load's last saves, versions and search indexing
+(a PRD being typed in is indexed at most every 20 s, embedding its text) belong to that load.
+Where the stack's time goes comes from its own log line per invocation
+(``localstack.lambda: WebSocketFunction <id> <ms> ms ok``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from scripts.bench.collab_calls import ROOT, Api, bench_stack
+from scripts.bench.collab_calls import ROOT, Api, bench_stack, settle
 
 NODE_DIR = ROOT / "scripts" / "bench" / "node"
 EDITORS = 10
@@ -214,6 +217,10 @@ def measure_ours(stack: Any | None = None, **load: Any) -> LatencyResult:
     if stack is None:
         with bench_stack() as own:
             return measure_ours(own, **load)
+    # The previous load's background work (its last save, version and search indexing — the index of a
+    # PRD being typed in waits up to 20 s for its slot, then embeds its text) belongs to that load:
+    # measured with this one, it made the order of the loads part of the result.
+    settle(stack)
     api = Api(stack.base_url)
     prd_id, tokens = api.shared_prd("Latency", "# Latency\n\n")
     lambda_log = logging.getLogger("localstack.lambda")
