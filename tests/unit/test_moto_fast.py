@@ -641,6 +641,7 @@ def test_a_long_poll_waits_for_a_busy_fifo_group_and_delivers_when_it_frees(monk
     the message its group frees during the poll; SQS delivers it then (the doc writer's queue)."""
     sqs = boto3.client("sqs", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
     scans = _counting_scans(monkeypatch)
+    monkeypatch.setattr(moto_fast, "SQS_RESCAN_SECONDS", 30.0)  # only the delete's notification can wake it
     with mock_aws():
         moto_fast.sqs_long_polls_wait()
         moto_fast.sqs_long_polls_wait()  # idempotent
@@ -659,8 +660,8 @@ def test_a_long_poll_waits_for_a_busy_fifo_group_and_delivers_when_it_frees(monk
         waited = time.monotonic() - started
         deleter.join()
     assert [m["Body"] for m in freed.get("Messages", [])] == ["second"]  # delivered by the same poll
-    assert 0.5 <= waited < 4  # once the group freed (woken by the delete), not at the poll's end
-    assert scans["writes.fifo"] <= 10  # waited between scans; moto's own poll scanned thousands of times
+    assert 0.5 <= waited < 4  # once the group freed (woken by the delete), not at the poll's end (5 s)
+    assert scans["writes.fifo"] <= 6  # a scan, the wait, a scan (a few reads each); moto's own: thousands
 
 
 def test_a_long_poll_wakes_for_a_new_or_reappearing_message_and_times_out_empty(monkeypatch: pytest.MonkeyPatch,
@@ -675,14 +676,19 @@ def test_a_long_poll_wakes_for_a_new_or_reappearing_message_and_times_out_empty(
         empty = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
         assert "Messages" not in empty and time.monotonic() - started >= 0.95
         assert scans["plain"] <= 1 / moto_fast.SQS_RESCAN_SECONDS + 3
+        monkeypatch.setattr(moto_fast, "SQS_RESCAN_SECONDS", 30.0)  # from here only notifications wake a poll
         sender = _later(0.3, lambda: sqs.send_message(QueueUrl=url, MessageBody="new"))
+        started = time.monotonic()
         received = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5, VisibilityTimeout=600)["Messages"]
+        assert time.monotonic() - started < 4  # woken by the send, not at the poll's end
         sender.join()
         assert [m["Body"] for m in received] == ["new"]
         handle = received[0]["ReceiptHandle"]
         releaser = _later(0.3, lambda: sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle,
                                                                      VisibilityTimeout=0))
+        started = time.monotonic()
         again = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)["Messages"]
+        assert time.monotonic() - started < 4  # woken by the visibility change
         releaser.join()
         assert [m["Body"] for m in again] == ["new"]
         assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None  # in flight
