@@ -7,7 +7,8 @@ manager.  :func:`run_standalone` is a fake's ``main()`` once its arguments are p
 SIGINT or SIGTERM.
 
 Used by ``bedrock.py``, ``openai_server.py`` and ``confluence.py``; it imports none of the stack
-(``stack.py`` has its own loop thread and imports the Confluence fake lazily).
+(``stack.py`` has its own loop thread and imports the Confluence fake lazily).  Every loop of the
+local stack comes from :func:`new_event_loop`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -23,6 +25,25 @@ from typing import Self
 from aiohttp import web
 
 STEP_TIMEOUT = 10.0  # seconds start/stop wait for the loop (set-up, clean-up, thread exit)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop for one of the local stack's threads: uvloop's where it is installed
+    (requirements-dev.txt), asyncio's own otherwise, or with ``LOCAL_UVLOOP=0``.
+
+    Why: the gateway's loop carries every edit's fan-out — one WebSocket frame written per peer,
+    ~5,000 a second at 50 editors — and uvloop's transports and scheduling (libuv, in C) cost the
+    orchestrator ~7 % less CPU per edit than asyncio's selector loop (docs/benchmarks.md).  It is
+    asyncio's API: nothing else in the stack knows which loop it runs on.
+    """
+    if os.environ.get("LOCAL_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 class LoopServer:
@@ -48,7 +69,7 @@ class LoopServer:
     # ------------------------------------------------------------------ control (any thread)
     def start(self) -> str:
         """Serve on a new loop thread; the base URL (also :attr:`url`)."""
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(target=loop.run_forever, name=self.thread_name, daemon=True)
         self._thread.start()

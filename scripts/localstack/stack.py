@@ -52,6 +52,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self
 
+from scripts.localstack.aioserver import new_event_loop
 from scripts.localstack.gateway import WS_IDLE_SECONDS, WS_MAX_SECONDS, AwsCredentials, Gateway, listen_socket
 from scripts.localstack.manifest import Manifest
 from scripts.localstack.pollers import SqsPollers
@@ -207,7 +208,7 @@ class LoopThread:
     """An asyncio loop in a daemon thread, driven from synchronous code (``make dev``, tests)."""
 
     def __init__(self, name: str = "localstack-runtime") -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
