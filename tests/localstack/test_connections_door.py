@@ -351,3 +351,71 @@ def test_the_short_path_accepts_exactly_what_the_whole_check_accepts() -> None:
                         "not ASCII after the signature"}, answers
     assert answers["another key"] == "UnrecognizedClientException"
     assert answers["signature altered"] == answers["six minutes old"] == "InvalidSignatureException"
+
+
+def test_a_date_found_fresh_is_taken_as_fresh_only_while_it_still_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verifier remembers a fresh ``X-Amz-Date`` for at most a second (a fan-out's posts share
+    it), and never past the moment it leaves the allowed skew."""
+    from multidict import CIMultiDict
+
+    import scripts.localstack.gateway as gateway
+    from scripts.localstack.gateway import SIGV4_MAX_SKEW, AwsCredentials, SigV4Verifier
+
+    label, path, headers, body, at = _signed_variants()[0]
+    assert label == "well signed"
+    clock = {"wall": at, "monotonic": 1000.0}
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return clock["wall"]
+
+    monkeypatch.setattr(gateway, "datetime", Clock)
+    monkeypatch.setattr(gateway.time, "monotonic", lambda: clock["monotonic"])
+
+    def check() -> str | None:
+        refusal = verifier.check("POST", "127.0.0.1:3000", path, "", CIMultiDict(headers), body)
+        return None if refusal is None else refusal.error_type
+
+    def advance(seconds: float) -> None:
+        clock["wall"] += timedelta(seconds=seconds)
+        clock["monotonic"] += seconds
+
+    verifier = SigV4Verifier(AwsCredentials(ACCESS_KEY, SECRET_KEY), REGION)
+    assert check() is None
+    advance(0.9)
+    assert check() is None  # remembered
+    # Signed 0.3 s before the end of the window: remembered for those 0.3 s only.
+    clock["wall"] = at + SIGV4_MAX_SKEW - timedelta(seconds=0.3)
+    verifier = SigV4Verifier(AwsCredentials(ACCESS_KEY, SECRET_KEY), REGION)
+    assert check() is None
+    advance(0.2)
+    assert check() is None
+    advance(0.2)
+    assert check() == "InvalidSignatureException"  # "Signature expired", though found fresh 0.4 s ago
+    # A clock read while remembering would have said the same: the memory only saves reading it.
+    clock["wall"] = at + SIGV4_MAX_SKEW + timedelta(seconds=0.1)
+    assert verifier._full_check(gateway.ReceivedRequest("POST", "127.0.0.1:3000", path, "", CIMultiDict(headers),
+                                                        body)) is not None
+
+
+def test_the_remembered_body_digest_never_vouches_for_another_body() -> None:
+    """Posts of one frame to many connections share its digest; a request whose body differs from
+    the last one's — by a byte, or only in length — is hashed afresh and refused if it was not the
+    body signed."""
+    from multidict import CIMultiDict
+
+    from scripts.localstack.gateway import AwsCredentials, SigV4Verifier
+
+    label, path, headers, body, at = _signed_variants()[0]
+    assert label == "well signed"
+    verifier = SigV4Verifier(AwsCredentials(ACCESS_KEY, SECRET_KEY), REGION)
+
+    def check(sent: bytes) -> bool:
+        return verifier.check("POST", "127.0.0.1:3000", path, "", CIMultiDict(headers), sent, at) is None
+
+    others = [body[:-1] + b"!", body + b" ", body[:-1], b"", bytes(len(body))]
+    outcomes = []
+    for other in others:
+        outcomes += [check(body), check(other), check(body)]
+    assert outcomes == [True, False, True] * len(others)
