@@ -543,6 +543,7 @@ def sigv4_scope(authorization: str | bytes | None) -> tuple[str, str] | None:
     return (found.group(1), found.group(2)) if found else None
 
 
+@lru_cache(maxsize=64)
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()

@@ -81,6 +81,37 @@ def test_each_request_is_byte_for_byte_what_botocores_signer_prepares(
         assert type(ours.headers) is type(theirs.headers)  # urllib3 copies them: HeadersDict has copy()
 
 
+@pytest.mark.parametrize("token", ["session-token", None])
+def test_a_fan_outs_posts_signed_together_are_each_what_botocores_signer_prepares(
+        monkeypatch: pytest.MonkeyPatch, token: str | None) -> None:
+    """``_posts`` signs one body for many connections with what they share computed once; each
+    post is still byte for byte botocore's, and signing them together changes nothing."""
+    import datetime
+
+    import botocore.auth
+
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    instant = datetime.datetime(2026, 12, 6, 3, 4, 5)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: instant)
+    monkeypatch.setattr(poster.time, "time", lambda: instant.replace(tzinfo=datetime.UTC).timestamp() + 0.25)
+    monkeypatch.setattr(poster, "_amz_second", (0, ""))
+    connection_ids = ["L0SM9cOFvHcCIhw=", "a/b+c=", "with space~ü", "L0SM9cOFvHcCIhw="]
+    body = b'{"action":"y","data":"AAE="}'
+    api = poster.ConnectionsApi(ENDPOINT, "eu-west-1", creds)
+    posts = api._posts(connection_ids, body)
+    assert len(posts) == len(connection_ids)
+    for connection_id, post in zip(connection_ids, posts, strict=True):
+        expected = AWSRequest(method="POST", url=f"{ENDPOINT}/@connections/{percent_encode(connection_id)}",
+                              data=body)
+        SigV4Auth(creds, "execute-api", "eu-west-1").add_auth(expected)
+        theirs = expected.prepare()
+        assert (post.method, post.url, post.body) == (theirs.method, theirs.url, theirs.body)
+        assert list(post.headers.items()) == [(k, _text(v)) for k, v in theirs.headers.items()]
+        single = api._request("POST", connection_id, body)
+        assert list(post.headers.items()) == list(single.headers.items())
+    assert posts[0].headers["Authorization"] != posts[1].headers["Authorization"]  # the path is signed
+
+
 def test_the_request_is_the_one_boto3_sends(sent: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
     connection_id = "L0SM9cOFvHcCIhw=/+"
     api = poster.ConnectionsApi(ENDPOINT, "eu-west-1", CREDS)
