@@ -622,7 +622,8 @@ class MotoDoor:
         )
         try:
             recorder._record_request(moto_request)
-            status, headers, body = handler(moto_request, moto_request.raw_url, dict(moto_request.headers))
+            # The request's own headers, not a dict copy of them (~18 µs): the handlers only read them.
+            status, headers, body = handler(moto_request, moto_request.raw_url, moto_request.headers)
         except HTTPException as exc:
             status, headers, body = exc.code or 500, exc.get_headers(), exc.get_body()
         except ClientError as exc:  # moto's Flask wrapper answers these with 400 and the message
@@ -732,6 +733,7 @@ def main(argv: list[str] | None = None) -> None:
     moto_fast.sqs_one_clock_read_per_scan()
     moto_fast.sqs_long_polls_wait()
     moto_fast.cache_condition_parse()
+    moto_fast.fast_string_comparisons()
     journal = JournalWriter(args.journal) if args.journal else None
     if journal is not None:
         install_journal(journal)

@@ -441,6 +441,7 @@ def test_a_query_reads_its_partition_and_answers_as_moto_does(monkeypatch: pytes
         if fast:
             moto_fast.query_one_partition()
             moto_fast.query_one_partition()  # idempotent
+            moto_fast.fast_string_comparisons()
         with mock_aws():
             answers.append((_partitions_scenario(_client()), sum(whole_table_reads.values())))
         moto_fast.uninstall()
@@ -477,6 +478,45 @@ def test_errors_and_unknown_results_take_the_generic_path() -> None:
     custom = CustomResult({"Items": []})
     assert moto_fast._fast_serialized(handler, custom, original=original)[2] == "generic"
     assert calls == [error, custom]
+
+
+def test_string_comparisons_answer_as_moto_s_for_every_pair(clean_fast_path: None) -> None:
+    """``fast_string_comparisons`` answers every comparison of every pair of types as moto does (and
+    raises where moto raises); uninstall restores moto's methods."""
+    import operator
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    values = [{"S": ""}, {"S": "a"}, {"S": "b"}, {"S": "a\u00e9"}, {"S": "upd#001"}, {"S": "upd#010"}, {"S": "10"},
+              {"N": "10"}, {"N": "9"}, {"N": "1e1"}, {"B": b"a"}, {"BOOL": True}, {"NULL": True}, {"SS": ["a"]},
+              {"L": [{"S": "a"}]}, {"M": {"a": {"S": "a"}}}]
+    operations = [operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne]
+
+    def outcomes() -> list[object]:
+        found: list[object] = []
+        for left in values:
+            for right in values:
+                for operation in operations:
+                    try:
+                        found.append(operation(DynamoType(left), DynamoType(right)))
+                    except Exception as exc:  # moto's own raise for unorderable pairs
+                        found.append(type(exc))
+                try:
+                    found.append(DynamoType(left) == right)  # not a DynamoType on the right: moto's path
+                except Exception as exc:
+                    found.append(type(exc))
+        return found
+
+    moto_fast.uninstall()
+    theirs = outcomes()
+    moto_fast.fast_string_comparisons()
+    moto_fast.fast_string_comparisons()  # idempotent
+    assert getattr(DynamoType.__lt__, "__fast__", False)
+    assert outcomes() == theirs
+    assert hash(DynamoType({"S": "a"})) == hash(DynamoType({"S": "a"}))  # still hashable, as moto's
+    moto_fast.uninstall()
+    assert not getattr(DynamoType.__lt__, "__fast__", False)
+    assert outcomes() == theirs
 
 
 def test_install_is_idempotent_and_reversible(clean_fast_path: None) -> None:

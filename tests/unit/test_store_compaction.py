@@ -49,6 +49,32 @@ def test_compaction_folds_every_update_and_leaves_none(docs: None) -> None:
     assert store.compact("prd-1").folded == 0  # nothing new: nothing to do
 
 
+def test_the_compactor_reads_updates_in_pages_and_loses_none_between_them(
+        docs: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its read is paged (COMPACTION_PAGE_SIZE updates per Query: no single request holds the local
+    stack's DynamoDB long); every update of every page is folded, none twice."""
+    import botocore.client
+
+    keystrokes = 2 * store.COMPACTION_PAGE_SIZE + 37
+    expected = _typed("prd-paged", keystrokes)
+    queries: list[dict[str, Any]] = []
+    real_call = botocore.client.BaseClient._make_api_call
+
+    def call(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "Query":
+            queries.append(params)
+        return real_call(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
+    result = store.compact("prd-paged")
+
+    assert result.folded == keystrokes
+    assert [q.get("Limit") for q in queries] == [store.COMPACTION_PAGE_SIZE] * 3
+    assert "ExclusiveStartKey" not in queries[0] and all("ExclusiveStartKey" in q for q in queries[1:])
+    assert store.pending_updates("prd-paged") == 0
+    assert document.markdown_of(store.read("prd-paged").doc) == expected
+
+
 def test_updates_arriving_during_a_compaction_are_kept(docs: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """An update stored after the compactor's read is not in the snapshot and must not be deleted."""
     _typed("prd-3", 101)
