@@ -314,13 +314,6 @@ def _canonical_path(host: str, raw_path: str) -> str:
     return quote(normalize_url_path(urlsplit(f"http://{host}{raw_path}").path), safe="/~")
 
 
-class _Timestamped:
-    """What ``_CachedKeySigner.signature`` reads of a request: its SigV4 timestamp."""
-
-    def __init__(self, amz_date: str) -> None:
-        self.context = {"timestamp": amz_date}
-
-
 class _CachedKeySigner(SigV4Auth):
     """botocore's SigV4 signer, deriving the signing key once per (day, region, service, secret).
 
@@ -332,11 +325,8 @@ class _CachedKeySigner(SigV4Auth):
         super().__init__(credentials, service_name, region_name)
         self._keys: dict[tuple[str, str], bytes] = {}  # (day, secret): region and service are fixed
 
-    def signature(self, string_to_sign: str, request: Any) -> str:
-        return self.signed(string_to_sign, request.context["timestamp"][0:8])
-
     def signed(self, string_to_sign: str, day: str) -> str:
-        """:meth:`signature` of a request signed on ``day`` (``YYYYMMDD``)."""
+        """``SigV4Auth.signature`` of a request signed on ``day`` (``YYYYMMDD``)."""
         secret = self.credentials.secret_key
         cache_key = (day, secret)
         key = self._keys.get(cache_key)
@@ -550,7 +540,7 @@ class SigV4Verifier:
         canonical = canonical_request(method, host, raw_path, raw_query, headers, signed_names, body)
         string_to_sign = "\n".join((SIGV4_ALGORITHM, amz_date, f"{day}/{region}/{service}/aws4_request",
                                     hashlib.sha256(canonical.encode("utf-8")).hexdigest()))
-        expected = self._signer.signature(string_to_sign, _Timestamped(amz_date))
+        expected = self._signer.signed(string_to_sign, day)  # day == amz_date[:8]: checked above
         if not hmac.compare_digest(expected, fields["Signature"]):
             return AuthRefusal(
                 "InvalidSignatureException",

@@ -45,6 +45,7 @@ import functools
 import inspect
 import json
 import logging
+import operator
 import threading
 from collections.abc import Callable
 from enum import Enum
@@ -450,6 +451,9 @@ def query_one_partition() -> None:
     Table.all_items = all_items  # type: ignore[method-assign]
 
 
+_COMPARISONS = ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__")
+
+
 def fast_string_comparisons() -> None:
     """``DynamoType`` comparisons of two strings without ``cast_value``. Idempotent.
 
@@ -477,12 +481,8 @@ def fast_string_comparisons() -> None:
         setattr(method, _ORIGINAL, original)
         setattr(DynamoType, name, method)
 
-    fast("__lt__", DynamoType.__lt__, lambda a, b: a < b)
-    fast("__le__", DynamoType.__le__, lambda a, b: a <= b)
-    fast("__gt__", DynamoType.__gt__, lambda a, b: a > b)
-    fast("__ge__", DynamoType.__ge__, lambda a, b: a >= b)
-    fast("__eq__", DynamoType.__eq__, lambda a, b: a == b)
-    fast("__ne__", DynamoType.__ne__, lambda a, b: a != b)  # (__hash__ stays moto's: set after the class)
+    for name in _COMPARISONS:  # (__hash__ stays moto's: these are set after the class)
+        fast(name, getattr(DynamoType, name), getattr(operator, name))
 
 
 class _QueryResultCopies:
@@ -695,7 +695,7 @@ def uninstall() -> None:
             setattr(Table, name, getattr(patched, _ORIGINAL))
     from moto.dynamodb.models.dynamo_type import DynamoType
 
-    for name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
+    for name in _COMPARISONS:
         patched = DynamoType.__dict__.get(name)
         if patched is not None and hasattr(patched, _ORIGINAL):
             setattr(DynamoType, name, getattr(patched, _ORIGINAL))
