@@ -32,11 +32,13 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from scripts.bench.collab_calls import ROOT, Api, bench_stack, settle
+from scripts.bench.machine import probe_ms
 
 NODE_DIR = ROOT / "scripts" / "bench" / "node"
 EDITORS = 10
@@ -70,6 +72,8 @@ class LatencyResult:
     seconds: float = SECONDS
     warmup: float = WARMUP
     drain_ms: float = 0.0  # after the last edit, until every peer had every edit (or the drain timeout)
+    probe_ms: tuple[float, float] | None = None  # machine.probe_ms before and after the load
+    stack_cpu_s: dict[str, float] = field(default_factory=dict)  # ours: CPU seconds by part while measuring
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.samples)
@@ -98,6 +102,44 @@ def _cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stack_cpu_seconds(root: int | None = None) -> dict[str, float]:
+    """CPU seconds used so far by the local stack's processes, by part: ``orchestrator`` (``root``,
+    this process: the gateway, the Lambda service, the pollers — and the bench's own threads),
+    ``moto``, and each function's workers by their code directory (``websocket``, ``doc_writer``, ...).
+    Processes that are not Python (the Node editors) are left out."""
+    root = os.getpid() if root is None else root
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])  # noqa: SIM115
+            except (OSError, IndexError, ValueError):
+                continue
+    parts: dict[str, float] = {}
+    for pid in parents:
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor != root:
+            continue
+        try:
+            command = open(f"/proc/{pid}/cmdline").read().split("\0")  # noqa: SIM115
+        except OSError:
+            continue
+        if pid == root:
+            part = "orchestrator"
+        elif "scripts.localstack.moto_main" in command:
+            part = "moto"
+        elif "--task-root" in command:
+            part = Path(command[command.index("--task-root") + 1]).name
+        else:
+            continue
+        cpu = _cpu_seconds(pid)
+        if cpu is not None:
+            parts[part] = parts.get(part, 0.0) + cpu
+    return parts
 
 
 @contextlib.contextmanager
@@ -139,8 +181,11 @@ def reference_server(kind: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 
 
 def run_editors(kind: str, url: str, extra: list[str], *, editors: int = EDITORS, rate: float = RATE,
-                seconds: float = SECONDS, warmup: float = WARMUP) -> tuple[dict[str, Any], tuple[float, float]]:
-    """Run ``editors.mjs``; its JSON result and the wall-clock window of the measured edits."""
+                seconds: float = SECONDS, warmup: float = WARMUP,
+                on_mark: Callable[[str], None] | None = None) -> tuple[dict[str, Any], tuple[float, float]]:
+    """Run ``editors.mjs``; its JSON result and the wall-clock window of the measured edits.
+
+    ``on_mark("start")`` and ``on_mark("end")`` are called as the measured edits begin and end."""
     drain = DRAIN[kind]
     command = ["node", "editors.mjs", "--kind", kind, "--url", url, "--editors", str(editors), "--rate", str(rate),
                "--seconds", str(seconds), "--warmup", str(warmup), "--drain", str(drain), *extra]
@@ -156,8 +201,12 @@ def run_editors(kind: str, url: str, extra: list[str], *, editors: int = EDITORS
             del tail[:-20]
             if line.startswith("measuring"):
                 marks["start"] = time.time()
+                if on_mark is not None:
+                    on_mark("start")
             elif line.startswith("typing done"):
                 marks["end"] = time.time()
+                if on_mark is not None:
+                    on_mark("end")
 
     output: list[str] = []
 
@@ -192,11 +241,13 @@ def _result(kind: str, data: dict[str, Any], window: tuple[float, float], **extr
 
 def measure_reference(kind: str, **load: Any) -> LatencyResult:
     with reference_server(kind) as (url, process):
+        before = probe_ms()
         cpu_before = _cpu_seconds(process.pid)
         data, window = run_editors(kind, url, [], **load)
         cpu_after = _cpu_seconds(process.pid)
+        after = probe_ms()
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
-    return _result(kind, data, window, server_cpu_s=cpu)
+    return _result(kind, data, window, server_cpu_s=cpu, probe_ms=(before, after))
 
 
 class _InvocationLog(logging.Handler):
@@ -228,13 +279,18 @@ def measure_ours(stack: Any | None = None, **load: Any) -> LatencyResult:
     saved_level = lambda_log.level
     lambda_log.addHandler(handler)
     lambda_log.setLevel(logging.INFO)
+    before = probe_ms()
+    cpu: dict[str, dict[str, float]] = {}  # the stack's CPU as the measured edits begin and end
     try:
         data, window = run_editors("ours", stack.ws_url,
-                                   ["--prd", prd_id, "--tokens", f"{tokens['alice']},{tokens['bob']}"], **load)
+                                   ["--prd", prd_id, "--tokens", f"{tokens['alice']},{tokens['bob']}"],
+                                   on_mark=lambda mark: cpu.__setitem__(mark, stack_cpu_seconds()), **load)
     finally:
         lambda_log.removeHandler(handler)
         lambda_log.setLevel(saved_level)
-    return _result("ours", data, window, invocations=handler.records, concurrency=stack.settings.max_concurrency)
+    used = {part: seconds - cpu.get("start", {}).get(part, 0.0) for part, seconds in cpu.get("end", {}).items()}
+    return _result("ours", data, window, invocations=handler.records, concurrency=stack.settings.max_concurrency,
+                   probe_ms=(before, probe_ms()), stack_cpu_s={part: s for part, s in used.items() if s > 0})
 
 
 def run(stack: Any | None = None, loads: tuple[tuple[int, float], ...] = LOADS) -> list[LatencyResult]:
@@ -264,7 +320,9 @@ def report(results: list[LatencyResult]) -> str:
     lines = [
         f"One character per edit, {first.seconds:g} s measured after a {first.warmup:g} s warm-up; a sample per "
         "(edit, peer): from the sender's edit until the peer's Y.Doc state vector reaches the edit's clock. "
-        "All on loopback on 2 cores; the editors share one Node 20 process.\n",
+        "All on loopback on 2 cores; the editors share one Node 20 process. The machine probe "
+        "(`scripts/bench/machine.py`) times a fixed Python workload before and after each load: the machine's speed "
+        "drifts between spells, and latency under load with it (lower is faster).\n",
         "| load | server | p50 ms | p99 ms | max ms | samples | missing | converged | ours / this (p50, p99) |",
         "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
@@ -289,6 +347,8 @@ def report(results: list[LatencyResult]) -> str:
 
 def _notes(r: LatencyResult) -> str:
     head = f"{r.editors} x {r.rate:g}/s, {LABELS[r.kind]}: {r.edits:,} measured edits"
+    if r.probe_ms is not None:
+        head += f" (machine probe {r.probe_ms[0]:,.0f} ms before, {r.probe_ms[1]:,.0f} ms after)"
     if r.server_cpu_s is not None:
         return (f"{head}; the server process used {r.server_cpu_s:.1f} s CPU over the run "
                 f"({1000 * r.server_cpu_s / max(1, r.edits):.2f} ms per measured edit, warm-up included); "
@@ -298,6 +358,13 @@ def _notes(r: LatencyResult) -> str:
     text = (f"{head}; LOCAL_MAX_CONCURRENCY={r.concurrency} (Lambda worker processes per function); connected "
             f"and synced in {r.connect_ms:,.0f} ms; {r.error_frames} error frames; the last peer had the last edit "
             f"{max(0.0, r.drain_ms) / 1000:,.1f} s after it was typed")
+    if r.stack_cpu_s:
+        per_edit = lambda seconds: 1000 * seconds / max(1, r.edits)  # noqa: E731
+        top = sorted(r.stack_cpu_s.items(), key=lambda item: -item[1])
+        text += (f"; while the measured edits were typed the stack's processes used "
+                 f"{sum(r.stack_cpu_s.values()):.1f} s CPU ({per_edit(sum(r.stack_cpu_s.values())):.2f} ms per edit: "
+                 + ", ".join(f"{part} {per_edit(seconds):.2f}" for part, seconds in top if per_edit(seconds) >= 0.05)
+                 + ")")
     during = sorted(ms for at, ms, _cold in r.invocations if start <= at <= end + r.drain_ms / 1000 + 1)
     cold = sum(1 for at, _ms, c in r.invocations if c and start <= at <= end)
     if during and end > start:

@@ -1,0 +1,56 @@
+"""The latency bench's CPU accounting: which processes count as the local stack, and as which part."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from scripts.bench.collab_latency import stack_cpu_seconds
+from scripts.bench.machine import probe_ms
+
+_BURN = ("import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+         "print('done', flush=True)\n")
+
+
+def _burner(*argv: str) -> subprocess.Popen[str]:
+    # argv after -c lands in the process's command line, as a worker's --task-root does
+    return subprocess.Popen([sys.executable, "-c", _BURN + "input()", *argv], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_children_count_by_part_and_strangers_do_not() -> None:
+    worker = _burner("--task-root", "/somewhere/functions/websocket")
+    moto = _burner("-m", "scripts.localstack.moto_main")
+    other = _burner("--not-a-worker")
+    try:
+        for child in (worker, moto, other):
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "done"  # its 0.3 s of CPU are spent
+        parts = stack_cpu_seconds()
+    finally:
+        for child in (worker, moto, other):
+            child.kill()
+            child.wait()
+    assert parts["websocket"] >= 0.25
+    assert parts["moto"] >= 0.25
+    assert "orchestrator" in parts  # this process
+    assert set(parts) == {"orchestrator", "websocket", "moto"}  # the unrecognised child is not the stack's
+
+
+def test_a_process_outside_the_tree_is_not_counted() -> None:
+    outsider = _burner("--task-root", "/elsewhere/functions/stranger")
+    try:
+        assert outsider.stdout is not None
+        outsider.stdout.readline()
+        assert "stranger" not in stack_cpu_seconds(root=1 << 22)  # a root that is no ancestor of it
+        assert "stranger" in stack_cpu_seconds()
+    finally:
+        outsider.kill()
+        outsider.wait()
+
+
+def test_the_probe_times_its_fixed_work() -> None:
+    started = time.perf_counter()
+    reading = probe_ms(repeats=1)
+    assert 0 < reading <= (time.perf_counter() - started) * 1000
