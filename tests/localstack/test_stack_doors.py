@@ -60,6 +60,8 @@ def test_the_stack_serves_edits_with_and_without_doors(doors: bool) -> None:
             bob.append("typed by bob\n")
             bob.flush()
             alice.wait_until(lambda: "typed by bob" in alice.content(), what="bob's edit")
+            if doors:
+                _forged_post_in_a_batch_is_refused_alone(stack, prd_id, alice, bob)
         finally:
             alice.close()
             bob.close()
@@ -91,3 +93,33 @@ def test_the_stack_serves_edits_with_and_without_doors(doors: bool) -> None:
         assert requests.get(f"{stack.base_url}/api/health", timeout=30).status_code == 200
     if door_dir is not None:
         assert not door_dir.exists()  # removed at stop
+
+
+def _forged_post_in_a_batch_is_refused_alone(stack: LocalStack, prd_id: str, alice: YClient, bob: YClient) -> None:
+    """Through the running stack's ``@connections`` door, as a worker's fan-out sends it: one batch of
+    three posts signed by the poster's own code, the middle one's signature altered by one digit.
+    The gateway refuses that one (403, as API Gateway does) and delivers the two around it."""
+    from botocore.credentials import Credentials
+
+    from prdtool.collab import connections, poster
+    from scripts.localstack.door import BotocoreDoorTransport, DoorClient
+    from tests.e2e.storage import bound_to
+
+    with bound_to(stack, "WebSocketFunction"):
+        ids = {c.username: c.connection_id for c in connections.of_prd(prd_id)}
+    api = poster.ConnectionsApi(stack.base_url, stack.manifest["region"],
+                                Credentials(stack.credentials.access_key_id, stack.credentials.secret_access_key))
+    body = b'{"action":"notice","marker":"door batch"}'
+    posts = api._posts([ids["alice"], ids["bob"], ids["alice"]], body)
+    signature = posts[1].headers["Authorization"]
+    posts[1].headers["Authorization"] = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    assert stack._door_dir is not None
+    door = DoorClient(str(stack._door_dir / "connections.sock"))
+    answers = door.request_many([BotocoreDoorTransport._door_request(post, post.body) for post in posts])
+    door.close()
+    assert [answer.status for answer in answers] == [200, 403, 200]
+    assert answers[1].header("x-amzn-ErrorType") == "InvalidSignatureException"
+    marked = lambda client: [n for n in client.notices if n.get("marker") == "door batch"]  # noqa: E731
+    alice.wait_until(lambda: len(marked(alice)) == 2, what="the two well-signed posts")
+    time.sleep(0.5)  # had the forged post been delivered, it would have arrived with alice's
+    assert marked(bob) == []
