@@ -96,3 +96,49 @@ def test_updates_arriving_during_a_compaction_are_kept(docs: None, monkeypatch: 
     stored = store.read("prd-3")
     assert len(stored.update_sks) == 1  # bob's update survives the deletes
     assert document.markdown_of(stored.doc).startswith("LATE # T")
+
+
+class _Crash(Exception):
+    """The compactor's process dying at that point (nothing after it runs)."""
+
+
+@pytest.mark.parametrize("crash_at", ["between two pages of the read", "after the new snapshot is written",
+                                      "after head moved, before the deletes"])
+def test_a_compactor_that_dies_midway_loses_nothing(docs: None, monkeypatch: pytest.MonkeyPatch,
+                                                    crash_at: str) -> None:
+    """Wherever a compaction stops, the document reads the same and the next compaction folds the rest."""
+    import botocore.client
+
+    keystrokes = 2 * store.COMPACTION_PAGE_SIZE + 11
+    expected = _typed("prd-crash", keystrokes)
+    with monkeypatch.context() as crashing:
+        if crash_at == "between two pages of the read":
+            real_call = botocore.client.BaseClient._make_api_call
+
+            def call(self: Any, operation: str, params: dict[str, Any]) -> Any:
+                if operation == "Query" and "ExclusiveStartKey" in params:
+                    raise _Crash(crash_at)
+                return real_call(self, operation, params)
+
+            crashing.setattr(botocore.client.BaseClient, "_make_api_call", call)
+        elif crash_at == "after the new snapshot is written":
+            real_write = store.write_snapshot
+
+            def write_then_die(prd_id: str, state: bytes, *, origin: str = "server") -> str:
+                real_write(prd_id, state, origin=origin)
+                raise _Crash(crash_at)
+
+            crashing.setattr(store, "write_snapshot", write_then_die)
+        else:
+            def die(*_args: Any) -> None:
+                raise _Crash(crash_at)
+
+            crashing.setattr(store, "_delete_items", die)
+        with pytest.raises(_Crash):
+            store.compact("prd-crash")
+
+    assert document.markdown_of(store.read("prd-crash").doc) == expected  # as if nothing had happened
+    again = store.compact("prd-crash")
+    assert again.folded == keystrokes  # every update is still there to fold (the snapshot may hold them too)
+    assert store.pending_updates("prd-crash") == 0
+    assert document.markdown_of(store.read("prd-crash").doc) == expected
