@@ -96,10 +96,17 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _cpu_seconds(pid: int) -> float | None:
+def _stat(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat``'s fields after the command name (state, ppid, ...), or None if it is gone."""
     try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _cpu_seconds(pid: int, fields: list[str] | None = None) -> float | None:
+    fields = fields if fields is not None else _stat(pid)
+    if fields is None:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -110,22 +117,18 @@ def stack_cpu_seconds(root: int | None = None) -> dict[str, float]:
     ``moto``, and each function's workers by their code directory (``websocket``, ``doc_writer``, ...).
     Processes that are not Python (the Node editors) are left out."""
     root = os.getpid() if root is None else root
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])  # noqa: SIM115
-            except (OSError, IndexError, ValueError):
-                continue
+    stats = {int(entry): fields for entry in os.listdir("/proc")
+             if entry.isdigit() and (fields := _stat(int(entry))) is not None}
+    parents = {pid: int(fields[1]) for pid, fields in stats.items()}
     parts: dict[str, float] = {}
-    for pid in parents:
+    for pid, fields in stats.items():
         ancestor = pid
         while ancestor not in (root, 0, 1) and ancestor in parents:
             ancestor = parents[ancestor]
         if ancestor != root:
             continue
         try:
-            command = open(f"/proc/{pid}/cmdline").read().split("\0")  # noqa: SIM115
+            command = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
         except OSError:
             continue
         if pid == root:
@@ -136,7 +139,7 @@ def stack_cpu_seconds(root: int | None = None) -> dict[str, float]:
             part = Path(command[command.index("--task-root") + 1]).name
         else:
             continue
-        cpu = _cpu_seconds(pid)
+        cpu = _cpu_seconds(pid, fields)
         if cpu is not None:
             parts[part] = parts.get(part, 0.0) + cpu
     return parts

@@ -6,8 +6,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from scripts.bench import machine
 from scripts.bench.collab_latency import stack_cpu_seconds
-from scripts.bench.machine import probe_ms
 
 _BURN = ("import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
          "print('done', flush=True)\n")
@@ -49,7 +51,13 @@ def test_a_process_outside_the_tree_is_not_counted() -> None:
         outsider.wait()
 
 
-def test_the_probe_times_its_fixed_work() -> None:
+def test_the_probe_reads_the_median_of_its_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    durations = iter([0.01, 0.09, 0.04])  # seconds each run of the work takes: the median is 40 ms
+    monkeypatch.setattr(machine, "_work", lambda: time.sleep(next(durations)))
+    assert 35 <= machine.probe_ms(repeats=3) < 80
+
+
+def test_the_probe_times_the_real_work() -> None:
     started = time.perf_counter()
-    reading = probe_ms(repeats=1)
+    reading = machine.probe_ms(repeats=1)
     assert 0 < reading <= (time.perf_counter() - started) * 1000
