@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,13 @@ class Api:
 
     def delete(self, path: str, **kw: Any) -> requests.Response:
         return self.request("DELETE", path, **kw)
+
+
+def early_in_a_minute(latest_second: float) -> None:
+    """Wait, if needed, until a minute has just begun: the rate limiter counts fixed minute windows,
+    so a burst that must fall in one window has to start by ``latest_second`` past the minute."""
+    if time.time() % 60 > latest_second:
+        time.sleep(60.5 - time.time() % 60)
 
 
 def login(stack: LocalStack, username: str, password: str = PASSWORD) -> dict[str, Any]:

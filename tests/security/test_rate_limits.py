@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from scripts.localstack.stack import LocalStack
-from tests.integration.fixtures import ROOT, Api, ensure_user, login
+from tests.integration.fixtures import ROOT, Api, early_in_a_minute, ensure_user, login
 from tests.integration.test_walking_skeleton import error_of
 
 
@@ -30,9 +30,7 @@ def _burst(api: Api, n: int, path: str = "/api/auth/me", **kw: Any) -> list[requ
 
 def test_the_101st_request_of_a_minute_is_429_with_correct_headers(default_stack: LocalStack) -> None:
     ensure_user(default_stack, "rita")
-    # Start early in a minute, so the whole burst falls in one window.
-    if time.time() % 60 > 30:
-        time.sleep(60.5 - time.time() % 60)
+    early_in_a_minute(30)  # so the whole burst falls in one window
     api = Api(default_stack.base_url, login(default_stack, "rita")["access_token"])
     responses = _burst(api, 101)
     assert [r.status_code for r in responses[:100]] == [200] * 100
@@ -58,8 +56,7 @@ def test_a_persons_api_keys_share_one_budget_apart_from_their_own(default_stack:
     It is not the person's own budget, so a runaway key cannot lock its owner out (of revoking it).
     """
     ensure_user(default_stack, "tess")
-    if time.time() % 60 > 40:  # the whole test must fall in one minute window
-        time.sleep(60.5 - time.time() % 60)
+    early_in_a_minute(40)  # the whole test must fall in one minute window
     api = Api(default_stack.base_url, login(default_stack, "tess")["access_token"])
     created = [api.post("/api/auth/keys", {"name": f"bot {n}"}).json() for n in range(3)]
     keys = [Api(default_stack.base_url, c["key"]) for c in created]
@@ -102,8 +99,7 @@ def test_header_injection_is_inert(default_stack: LocalStack) -> None:
 # Last: it exhausts the budget of this machine's IP, which every login here shares.
 def test_unauthenticated_requests_are_limited_by_ip_which_headers_cannot_spoof(default_stack: LocalStack) -> None:
     anonymous = Api(default_stack.base_url)
-    if time.time() % 60 > 30:  # up to 100 sign-in attempts must fit in this minute
-        time.sleep(60.5 - time.time() % 60)
+    early_in_a_minute(30)  # up to 100 sign-in attempts must fit in this minute
     def attempt(i: int) -> requests.Response:
         # A spoofed X-Forwarded-For must not buy a fresh budget: the gateway's source IP counts.
         return anonymous.post("/api/auth/login", {"username": "nobody", "password": "wrong"},
