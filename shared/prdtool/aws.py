@@ -7,17 +7,42 @@ them between invocations) and created lazily so a handler pays only for what it 
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
 from .settings import get_settings
+
+_CLIENT_LOCK = threading.RLock()
+
+
+@cache
+def botocore_session() -> Any:
+    """The process's one botocore session: boto3's clients here and every pynamodb connection
+    (``storage`` hands it to pynamodb) are made from it.
+
+    A client made from a fresh session parses the service's model, endpoint rules and partitions
+    from JSON again: 70 to 110 ms of CPU for a DynamoDB client on this machine, against ~3 ms from a
+    session that already made one.  pynamodb makes a session per connection, so each model (table)
+    paid it on its first call in a container — the WebSocket function's first edits, connects and
+    role rechecks in every new container, ~0.4 s of CPU each, in the middle of a request.  A botocore
+    session is not safe to create clients from in several threads at once (boto3 issue 1592); the
+    fan-out's threads can, so creating one is serialised here."""
+    import botocore.session
+
+    class _Session(botocore.session.Session):
+        def create_client(self, *args: Any, **kwargs: Any) -> Any:
+            with _CLIENT_LOCK:
+                return super().create_client(*args, **kwargs)
+
+    return _Session()
 
 
 @cache
 def _session() -> Any:
     import boto3  # ~200 ms: imported on first use, not at module import
 
-    return boto3.session.Session()
+    return boto3.session.Session(botocore_session=botocore_session())
 
 
 def _new_client(service: str, endpoint_url: str | None, **config: Any) -> Any:
@@ -74,6 +99,7 @@ def reset_clients() -> None:
     quick_client.cache_clear()
     presigner.cache_clear()
     _session.cache_clear()
+    botocore_session.cache_clear()
     from . import dynamo  # it keeps the DynamoDB client's endpoint and session
 
     dynamo.reset()

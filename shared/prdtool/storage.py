@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.connection import Connection
+from pynamodb.connection import Connection, base
 from pynamodb.models import Model
 
+from .aws import botocore_session
 from .settings import get_settings
+
+# pynamodb asks ``botocore.session.get_session`` for a new session per connection and thread, and
+# each model has its own connection: every table's first call in a container built a client from
+# scratch (``aws.botocore_session`` says what that cost).  They all share the process's session.
+base.get_session = botocore_session
 
 _registry: list[tuple[type[Model], str]] = []
 
