@@ -19,7 +19,13 @@ encodes and decodes ~100 heads per edit, and ``json`` took 4 to 5 times as long.
 A request with method ``BATCH`` carries request frames as its body and is answered by a response
 whose body is their response frames, in order: the fan-out's posts to N connections cross in one
 exchange (``ConnectionsApi.post_each`` uses it through ``URLLib3Session.send_many``); each request
-in it is served exactly as if it had come alone.
+in it is served exactly as if it had come alone.  Requests that are the same but for their
+target and one header's value (a fan-out: one body, one second, a signature per connection) go as
+a ``SHARED`` batch instead, each sent once: the method, the varying header's name and place, the
+headers they share, the body, and a (target, value) pair per request (:class:`SharedRequests`).
+A server expands it into the same requests — or, where it is given a handler for the whole batch
+(the gateway's ``@connections``), hands it over as it is, so that nothing is decoded per request
+that is the same for all of them; the answer is a ``BATCH``'s.
 
 Who uses what:
 
@@ -181,6 +187,87 @@ def _split_frames(data: bytes) -> list[tuple[bytes, bytes]]:
     return frames
 
 
+SHARED = "SHARED"
+_VARIANTS = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRequests:
+    """Requests that differ only in their target and the value of one header (``SHARED``).
+
+    Request *i* is ``method``, ``variants[i][0]``, ``headers`` with ``(name, variants[i][1])``
+    inserted at ``index``, and ``body``.  ``name`` appears nowhere in ``headers``.
+    """
+
+    method: str
+    index: int
+    name: str
+    headers: Headers
+    variants: list[tuple[str, str]]
+    body: bytes
+
+    def requests(self) -> list[DoorRequest]:
+        before, after = self.headers[: self.index], self.headers[self.index :]
+        return [DoorRequest(self.method, target, [*before, (self.name, value), *after], self.body)
+                for target, value in self.variants]
+
+
+def shared(requests: Sequence[DoorRequest]) -> SharedRequests | None:
+    """``requests`` as one :class:`SharedRequests`, or None if they differ in more than their target
+    and one header's value (or are fewer than two)."""
+    if len(requests) < 2:
+        return None
+    first, second = requests[0], requests[1]
+    headers = first.headers
+    varying = [i for i, (a, b) in enumerate(zip(headers, second.headers, strict=False)) if a != b]
+    if len(varying) != 1 or len(second.headers) != len(headers):
+        return None
+    index = varying[0]
+    name = headers[index][0]
+    lower = name.lower()
+    if second.headers[index][0] != name or sum(1 for key, _ in headers if key.lower() == lower) != 1:
+        return None
+    before, after = headers[:index], headers[index + 1 :]
+    method, body = first.method, first.body
+    for request in requests:
+        other = request.headers
+        if (request.method != method or (request.body is not body and request.body != body)
+                or len(other) != len(headers) or other[index][0] != name
+                or other[:index] != before or other[index + 1 :] != after):
+            return None
+    return SharedRequests(method, index, name, [*before, *after],
+                          [(request.target, request.headers[index][1]) for request in requests], body)
+
+
+def encode_shared(batch: SharedRequests) -> bytes:
+    variants = "\n".join(f"{target}\n{value}" for target, value in batch.variants)
+    if variants.count("\n") != 2 * len(batch.variants) - 1:
+        raise DoorProtocolError("a line break in a target or header cannot be framed")
+    encoded = variants.encode("utf-8", "surrogateescape")
+    return encode_request(DoorRequest(SHARED, f"{batch.method} {batch.index} {batch.name}", batch.headers,
+                                      b"".join((_VARIANTS.pack(len(encoded)), encoded, batch.body))))
+
+
+def decode_shared(request: DoorRequest) -> SharedRequests:
+    """The batch a ``SHARED`` request carries (:class:`DoorProtocolError` if it is malformed)."""
+    method, _, rest = request.target.partition(" ")
+    index_text, _, name = rest.partition(" ")
+    body = request.body
+    if not method or not index_text.isdigit() or not name or len(body) < _VARIANTS.size:
+        raise DoorProtocolError("malformed SHARED batch: its head")
+    index = int(index_text)
+    (length,) = _VARIANTS.unpack_from(body)
+    end = _VARIANTS.size + length
+    lower = name.lower()
+    if index > len(request.headers) or end > len(body) or any(key.lower() == lower for key, _ in request.headers):
+        raise DoorProtocolError("malformed SHARED batch: its header or its length")
+    lines = body[_VARIANTS.size : end].decode("utf-8", "surrogateescape").split("\n")
+    if len(lines) % 2:
+        raise DoorProtocolError("malformed SHARED batch: a target without its value")
+    return SharedRequests(method, index, name, request.headers, list(zip(lines[::2], lines[1::2], strict=True)),
+                          body[end:])
+
+
 def _check_lengths(meta_length: int, body_length: int) -> None:
     if meta_length > MAX_META_BYTES or body_length > MAX_BODY_BYTES:
         raise DoorProtocolError(f"frame too large: header {meta_length} bytes, body {body_length} bytes")
@@ -285,14 +372,17 @@ class DoorClient:
         no complete answer came within ``timeout`` seconds, :class:`DoorBroken` if the connection
         broke on the way.  After any failure the thread's connection is dropped, never reused.
         """
+        return self._exchange(encode_request(request), timeout)
+
+    def _exchange(self, frame: bytes, timeout: float | None) -> DoorResponse:
         connection = self._connection()
         try:
             connection.sock.settimeout(timeout)
-            connection.sock.sendall(encode_request(request))
-            frame = _read_frame(connection.reader)
-            if frame is None:
+            connection.sock.sendall(frame)
+            answer = _read_frame(connection.reader)
+            if answer is None:
                 raise DoorBroken(f"{self.path}: connection closed before an answer")
-            return decode_response(*frame)
+            return decode_response(*answer)
         except TimeoutError:
             self._drop(connection)
             raise
@@ -305,8 +395,24 @@ class DoorClient:
 
     def request_many(self, requests: Sequence[DoorRequest],
                      timeout: float | None = DEFAULT_TIMEOUT_SECONDS) -> list[DoorResponse]:
-        """Send ``requests`` in one exchange (a ``BATCH``, or a few if they are large); their
-        responses in order.  Failures are :meth:`request`'s, for all of them."""
+        """Send ``requests`` in one exchange (a ``SHARED`` batch if they allow it, else a ``BATCH``,
+        or a few if they are large); their responses in order.  Failures are :meth:`request`'s, for
+        all of them."""
+        together = shared(requests)
+        if together is not None:
+            return self.request_shared(together, timeout)
+        return self._batches(requests, timeout)
+
+    def request_shared(self, batch: SharedRequests,
+                       timeout: float | None = DEFAULT_TIMEOUT_SECONDS) -> list[DoorResponse]:
+        """:meth:`request_many` of ``batch.requests()``, sent as the ``SHARED`` batch it is (as
+        ``BATCH`` es if that frame would be too large)."""
+        frame = encode_shared(batch)
+        if len(frame) > _BATCH_BYTES:
+            return self._batches(batch.requests(), timeout)
+        return self._batch_answers(self._exchange(frame, timeout), len(batch.variants))
+
+    def _batches(self, requests: Sequence[DoorRequest], timeout: float | None) -> list[DoorResponse]:
         responses: list[DoorResponse] = []
         group: list[bytes] = []
         size = 0
@@ -316,14 +422,17 @@ class DoorClient:
             size += len(encoded)
             if size >= _BATCH_BYTES or index == len(requests) - 1:
                 answer = self.request(DoorRequest(BATCH, "*", [], b"".join(group)), timeout)
-                if answer.status != 200:
-                    raise DoorProtocolError(f"{self.path}: the batch was refused ({answer.status})")
-                answers = [decode_response(*frame) for frame in _split_frames(answer.body)]
-                if len(answers) != len(group):
-                    raise DoorProtocolError(f"{self.path}: {len(answers)} answers to {len(group)} requests")
-                responses += answers
+                responses += self._batch_answers(answer, len(group))
                 group, size = [], 0
         return responses
+
+    def _batch_answers(self, answer: DoorResponse, count: int) -> list[DoorResponse]:
+        if answer.status != 200:
+            raise DoorProtocolError(f"{self.path}: the batch was refused ({answer.status})")
+        answers = [decode_response(*frame) for frame in _split_frames(answer.body)]
+        if len(answers) != count:
+            raise DoorProtocolError(f"{self.path}: {len(answers)} answers to {count} requests")
+        return answers
 
     def close(self) -> None:
         """Close this thread's connection (other threads' close when their threads end)."""
@@ -370,7 +479,7 @@ def _bind(path: str) -> socket.socket:
     return sock
 
 
-def _failure(exc: BaseException) -> DoorResponse:
+def failure_response(exc: BaseException) -> DoorResponse:
     """What a handler's unexpected exception becomes: a 500, as an HTTP server would answer."""
     body = json.dumps({"message": f"Internal server error: {type(exc).__name__}: {exc}"}).encode()
     return DoorResponse(500, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body)
@@ -413,6 +522,9 @@ class BlockingDoorServer:
                 if request.method == BATCH:
                     parts = [self._answer(decode_request(*part)) for part in _split_frames(request.body)]
                     response = DoorResponse(200, [], b"".join(encode_response(part) for part in parts))
+                elif request.method == SHARED:
+                    parts = [self._answer(part) for part in decode_shared(request).requests()]
+                    response = DoorResponse(200, [], b"".join(encode_response(part) for part in parts))
                 else:
                     response = self._answer(request)
                 conn.sendall(encode_response(response))
@@ -431,7 +543,7 @@ class BlockingDoorServer:
             return self._handler(request)
         except Exception as exc:  # the handler's bug must not kill the connection silently
             log.exception("%s: %s %s failed", self._name, request.method, request.target)
-            return _failure(exc)
+            return failure_response(exc)
 
     def close(self) -> None:
         """Stop accepting and remove the socket file (connections end with their clients)."""
@@ -450,9 +562,14 @@ class AsyncDoorServer:
     before sending the next); connections are served concurrently.
     """
 
-    def __init__(self, path: str, handler: Callable[[DoorRequest], Awaitable[DoorResponse]], *, name: str = "door"):
+    def __init__(self, path: str, handler: Callable[[DoorRequest], Awaitable[DoorResponse]], *, name: str = "door",
+                 shared_handler: Callable[[SharedRequests], Awaitable[list[DoorResponse]]] | None = None):
+        """``shared_handler``: serves a whole ``SHARED`` batch, an answer per request in order
+        (each failure its own, as :func:`failure_response` makes it); without one, each of its
+        requests goes to ``handler``."""
         self.path = path
         self._handler = handler
+        self._shared_handler = shared_handler
         self._name = name
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
@@ -478,6 +595,9 @@ class AsyncDoorServer:
                 if request.method == BATCH:
                     parts = [await self._answer(decode_request(*part)) for part in _split_frames(request.body)]
                     response = DoorResponse(200, [], b"".join(encode_response(part) for part in parts))
+                elif request.method == SHARED:
+                    response = DoorResponse(200, [], b"".join(
+                        encode_response(part) for part in await self._answer_shared(decode_shared(request))))
                 else:
                     response = await self._answer(request)
                 writer.write(encode_response(response))
@@ -496,7 +616,15 @@ class AsyncDoorServer:
             return await self._handler(request)
         except Exception as exc:
             log.exception("%s: %s %s failed", self._name, request.method, request.target)
-            return _failure(exc)
+            return failure_response(exc)
+
+    async def _answer_shared(self, batch: SharedRequests) -> list[DoorResponse]:
+        if self._shared_handler is None:
+            return [await self._answer(part) for part in batch.requests()]
+        answers = await self._shared_handler(batch)
+        if len(answers) != len(batch.variants):
+            raise DoorProtocolError(f"{self._name}: {len(answers)} answers to {len(batch.variants)} requests")
+        return answers
 
     def stop_accepting(self) -> None:
         """Stop taking new connections and remove the socket file; open ones go on being served."""
@@ -734,9 +862,10 @@ class BotocoreDoorTransport:
 
     def send_many(self, session: Any, requests: Sequence[Any]) -> list[Any]:
         """Send several requests: an answer or the exception :meth:`send` would raise, per request,
-        in order.  Requests that all go through the same door cross in one exchange (a ``BATCH``)
-        and are answered by :class:`DoorAnswer` (what ``ConnectionsApi``, the one caller, reads of
-        an ``AWSResponse``, at a tenth of its cost: a fan-out makes ~50 per edit); anything else is
+        in order.  Requests that all go through the same door cross in one exchange (a ``SHARED``
+        batch when they differ only in their target and one header, else a ``BATCH``) and are
+        answered by :class:`DoorAnswer` (what ``ConnectionsApi``, the one caller, reads of an
+        ``AWSResponse``, at a tenth of its cost: a fan-out makes ~50 per edit); anything else is
         sent one by one and answered by :meth:`send`."""
         routed = [self.routes.door_for(str(request.method).upper(), request.url, request.headers)
                   for request in requests]
@@ -744,13 +873,40 @@ class BotocoreDoorTransport:
         door = routed[0] if routed else None
         if door is None or any(r is not door for r in routed) or any(body is None for body in bodies):
             return [self._outcome(session, request) for request in requests]
-        sent = [self._door_request(request, body) for request, body in zip(requests, bodies, strict=True)
-                if body is not None]
+        timeout = self._read_timeout(session, requests[0])
         try:
-            answers = door.request_many(sent, self._read_timeout(session, requests[0]))
+            batch = self._shared_batch(requests, bodies)  # type: ignore[arg-type]  # (None was sent one by one)
+            if batch is not None:
+                answers = door.request_shared(batch, timeout)
+            else:
+                answers = door.request_many([self._door_request(request, body) for request, body
+                                             in zip(requests, bodies, strict=True) if body is not None], timeout)
         except OSError as exc:
             return [self._botocore_error(exc, request) for request in requests]
         return [DoorAnswer(request.url, answer) for request, answer in zip(requests, answers, strict=True)]
+
+    def _shared_batch(self, requests: Sequence[Any], bodies: Sequence[bytes]) -> SharedRequests | None:
+        """The requests as the ``SHARED`` batch :func:`shared` would make of their door requests,
+        built without making each one (a fan-out sends ~50 a keystroke): when they are the same but
+        for their URL's path and query and one header's value; else None."""
+        if len(requests) < 2:
+            return None
+        first = requests[0]
+        batch = shared([self._door_request(first, bodies[0]), self._door_request(requests[1], bodies[1])])
+        if batch is None:
+            return None
+        name, body, host = batch.name, bodies[0], _target_and_host(first.url)[1]
+        names = list(first.headers.keys())
+        others = [(key, value) for key, value in first.headers.items() if key != name]
+        for request, request_body in zip(requests[2:], bodies[2:], strict=True):
+            headers = request.headers
+            target, request_host = _target_and_host(request.url)
+            if (str(request.method).upper() != batch.method or request_host != host
+                    or (request_body is not body and request_body != body) or list(headers.keys()) != names
+                    or any(headers[key] != value for key, value in others)):
+                return None
+            batch.variants.append((target, _header_text(headers[name])))
+        return batch
 
     def _outcome(self, session: Any, request: Any) -> Any:
         try:

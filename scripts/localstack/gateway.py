@@ -50,7 +50,14 @@ from botocore.credentials import Credentials
 from botocore.utils import normalize_url_path
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from scripts.localstack.door import AsyncDoorServer, DoorRequest, DoorResponse, constant_response
+from scripts.localstack.door import (
+    AsyncDoorServer,
+    DoorRequest,
+    DoorResponse,
+    SharedRequests,
+    constant_response,
+    failure_response,
+)
 from scripts.localstack.events import (
     ApiInfo,
     HttpRequest,
@@ -858,7 +865,8 @@ class Gateway:
         await web.SockSite(self._runner, sock).start()
         self.port = sock.getsockname()[1]
         if door_path is not None:
-            self._door = AsyncDoorServer(door_path, self._handle_door_request, name="connections-door")
+            self._door = AsyncDoorServer(door_path, self._handle_door_request, name="connections-door",
+                                         shared_handler=self._handle_door_shared)
             await self._door.start()
 
     async def stop(self) -> None:
@@ -1247,6 +1255,27 @@ class Gateway:
             request.method, request.path, request.query, headers, request.body, host=headers.get("Host", "")
         )
         return _POSTED_DOOR if answer is _POSTED else answer.door_response()
+
+    async def _handle_door_shared(self, batch: SharedRequests) -> list[DoorResponse]:
+        """A ``SHARED`` batch through the door (a fan-out: one body, one second, a signature per
+        connection): :meth:`management_call` on each of its requests, in order, as
+        :meth:`_handle_door_request` would make it — the headers they share are put in one
+        ``CIMultiDict`` and only the varying one is set per request (each call has finished with
+        the headers before the next sets it)."""
+        headers = CIMultiDict([*batch.headers[: batch.index], (batch.name, ""), *batch.headers[batch.index :]])
+        answers: list[DoorResponse] = []
+        for target, value in batch.variants:
+            headers[batch.name] = value
+            path, _, query = target.partition("?")
+            try:
+                answer = await self.management_call(batch.method, path, query, headers, batch.body,
+                                                    host=headers.get("Host", ""))
+            except Exception as exc:  # as the door answers a request whose handler failed
+                log.exception("connections-door: %s %s failed", batch.method, target)
+                answers.append(failure_response(exc))
+                continue
+            answers.append(_POSTED_DOOR if answer is _POSTED else answer.door_response())
+        return answers
 
     async def management_call(
         self,

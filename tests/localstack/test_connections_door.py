@@ -419,3 +419,53 @@ def test_the_remembered_body_digest_never_vouches_for_another_body() -> None:
     for other in others:
         outcomes += [check(body), check(other), check(body)]
     assert outcomes == [True, False, True] * len(others)
+
+
+def test_a_shared_batch_is_answered_and_delivered_as_each_post_alone(with_door: WithDoor) -> None:
+    """A fan-out's SHARED batch reaches the gateway's whole-batch handler: each post in it gets the
+    answer — and the socket the frames — it gets as a BATCH member or sent alone: the well-signed
+    post to a live connection delivered, a gone connection 410, a forged signature and a foreign
+    access key refused (403), nothing of the refused ones on the socket."""
+    from botocore.credentials import Credentials
+
+    from prdtool.collab.poster import ConnectionsApi
+    from scripts.localstack import door
+
+    running = with_door.running
+    api = ConnectionsApi(running.base_url, REGION, Credentials(ACCESS_KEY, SECRET_KEY))
+    client = DoorClient(with_door.door_path)
+    with running.ws("token=good-shared") as ws:
+        ws.send(json.dumps({"action": "echo"}))
+        ws.recv(timeout=15)
+        live = with_door.connection_id("good-shared")
+
+        def fan_out(body: bytes) -> list[DoorRequest]:
+            posts = api._posts([live, "NoSuchConnect1=", live, live], body)
+            forged = posts[2].headers["Authorization"]
+            posts[2].headers["Authorization"] = forged[:-1] + ("0" if forged[-1] != "0" else "1")
+            posts[3].headers["Authorization"] = posts[3].headers["Authorization"].replace(ACCESS_KEY, "AKIDELSEWHERE")
+            return [BotocoreDoorTransport._door_request(post, post.body) for post in posts]
+
+        shared_requests, batch_requests, alone_requests = (fan_out(f"frame {how}".encode())
+                                                           for how in ("shared", "batch", "alone"))
+        assert door.shared(shared_requests) is not None
+        served_before = len(with_door.served)
+        by_mode = {
+            "shared": client.request_many(shared_requests),
+            "batch": client._batches(batch_requests, 60),
+            "alone": [client.request(request) for request in alone_requests],
+        }
+        frames = [ws.recv(timeout=15) for _ in range(3)]
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.5)
+    client.close()
+
+    def outcome(answers: list[DoorResponse]) -> list[tuple[int, str | None, bytes]]:
+        return [(a.status, a.header("x-amzn-ErrorType"), a.body) for a in answers]
+
+    assert [a.status for a in by_mode["shared"]] == [200, 410, 403, 403]
+    assert by_mode["shared"][2].header("x-amzn-ErrorType") == "InvalidSignatureException"
+    assert outcome(by_mode["shared"]) == outcome(by_mode["batch"]) == outcome(by_mode["alone"])
+    assert frames == ["frame shared", "frame batch", "frame alone"]  # only the well-signed post of each
+    # the shared batch went to the whole-batch handler, not request by request
+    assert len(with_door.served) - served_before == 8

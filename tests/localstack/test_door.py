@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -59,6 +60,17 @@ def echo(request: DoorRequest) -> DoorResponse:
     headers = [("X-Method", request.method), ("X-Target", request.target), ("x-amzn-RequestId", "r-1")]
     headers += [(f"X-Got-{name}", value) for name, value in request.headers]
     return DoorResponse(201, headers, request.body[::-1])
+
+
+def echo_or_bug(request: DoorRequest) -> DoorResponse:
+    """:func:`echo`, but a handler bug for the target ``/bug``."""
+    if request.target == "/bug":
+        raise ValueError("a bug")
+    return echo(request)
+
+
+async def async_echo_or_bug(request: DoorRequest) -> DoorResponse:
+    return echo_or_bug(request)
 
 
 # ---------------------------------------------------------------- the protocol
@@ -234,18 +246,10 @@ def test_the_asyncio_server_serves_connections_concurrently(socket_dir: Path, ca
 def test_a_batch_is_served_request_by_request_and_answered_in_order(socket_dir: Path) -> None:
     """BATCH: several requests in one exchange, each served as if alone (a failure stays its own),
     by both servers; large batches are split so that no frame exceeds the door's limits."""
-    def blocking(request: DoorRequest) -> DoorResponse:
-        if request.target == "/bug":
-            raise ValueError("a bug")
-        return echo(request)
-
-    async def asynchronous(request: DoorRequest) -> DoorResponse:
-        return blocking(request)
-
     loop = LoopThread("door-batch-test")
-    served = AsyncDoorServer(str(socket_dir / "a.sock"), asynchronous)
+    served = AsyncDoorServer(str(socket_dir / "a.sock"), async_echo_or_bug)
     loop.run(served.start())
-    servers = [(BlockingDoorServer(str(socket_dir / "b.sock"), blocking), None), (served, loop)]
+    servers = [(BlockingDoorServer(str(socket_dir / "b.sock"), echo_or_bug), None), (served, loop)]
     requests = [DoorRequest("POST", f"/@connections/c{i}", [("X-N", str(i))], bytes([i]) * i) for i in range(40)]
     requests[7] = DoorRequest("GET", "/bug", [], b"")
     try:
@@ -289,6 +293,119 @@ def test_a_malformed_batch_drops_the_connection_and_leaves_the_server_serving(so
         truncated = door.encode_request(DoorRequest("GET", "/", [], b"abc"))[:-1]
         with pytest.raises(DoorBroken):
             client.request(DoorRequest(door.BATCH, "*", [], truncated))
+        assert client.request(DoorRequest("GET", "/x", [], b"")).status == 201
+    finally:
+        client.close()
+        server.close()
+
+
+def _fan_out(count: int, body: bytes = b"the frame") -> list[DoorRequest]:
+    """What a fan-out sends: one body and second, a target and a signature per connection."""
+    shared = [("Host", "127.0.0.1:3000"), ("Accept-Encoding", "identity"), ("X-Amz-Date", "20261207T120000Z")]
+    return [DoorRequest("POST", f"/@connections/c{i}%3D", [*shared, ("Authorization", f"AWS4 sig-{i}"),
+                                                           ("Content-Length", str(len(body)))], body)
+            for i in range(count)]
+
+
+def test_requests_differing_in_target_and_one_header_cross_as_one_shared_batch(socket_dir: Path) -> None:
+    """SHARED: one exchange carrying what the requests share once; every server sees — or its whole-batch
+    handler is given — exactly the requests that were sent, and answers each as if it had come alone."""
+    requests = _fan_out(30)
+    requests[7] = DoorRequest("POST", "/bug", requests[7].headers, requests[7].body)
+    batch = door.shared(requests)
+    assert batch is not None and (batch.index, batch.name) == (3, "Authorization")
+    assert batch.requests() == requests
+    meta_length, body_length = door.FRAME.unpack(door.encode_shared(batch)[:8])
+    frame = door.encode_shared(batch)
+    assert door.decode_shared(door.decode_request(frame[8 : 8 + meta_length], frame[8 + meta_length :])) == batch
+    assert body_length < sum(len(door.encode_request(r)) for r in requests) / 2
+
+    given: list[door.SharedRequests] = []
+
+    async def whole(shared: door.SharedRequests) -> list[DoorResponse]:
+        given.append(shared)
+        answers = []
+        for request in shared.requests():
+            try:
+                answers.append(echo_or_bug(request))
+            except ValueError as exc:
+                answers.append(door.failure_response(exc))
+        return answers
+
+    loop = LoopThread("door-shared-test")
+    plain = AsyncDoorServer(str(socket_dir / "a.sock"), async_echo_or_bug)
+    handed = AsyncDoorServer(str(socket_dir / "h.sock"), async_echo_or_bug, shared_handler=whole)
+    loop.run(plain.start())
+    loop.run(handed.start())
+    blocking_server = BlockingDoorServer(str(socket_dir / "b.sock"), echo_or_bug)
+    try:
+        for path in (blocking_server.path, plain.path, handed.path):
+            client = DoorClient(path)
+            sent: list[bytes] = []
+            real_exchange = client._exchange
+
+            def exchange(frame: bytes, timeout: float | None, seen: list[bytes] = sent, real: Any = real_exchange
+                         ) -> DoorResponse:
+                seen.append(frame[8:].split(b"\n", 1)[0])
+                return real(frame, timeout)  # type: ignore[no-any-return]
+
+            with unittest.mock.patch.object(client, "_exchange", exchange):
+                together = client.request_many(requests)
+            alone = [client.request(request) for request in requests]
+            assert sent == [b"SHARED"], path
+            assert [(a.status, a.headers, a.body) for a in together] == [(a.status, a.headers, a.body) for a in alone]
+            assert [a.status for a in together] == [500 if i == 7 else 201 for i in range(30)]
+            assert together[4].header("X-Got-Authorization") == "AWS4 sig-4"
+            assert together[4].header("X-Target") == "/@connections/c4%3D"
+            client.close()
+        assert given == [batch]
+    finally:
+        blocking_server.close()
+        loop.run(plain.close())
+        loop.run(handed.close())
+        loop.close()
+
+
+def test_only_requests_alike_but_for_target_and_one_header_make_a_shared_batch() -> None:
+    requests = _fan_out(5)
+    assert door.shared(requests) is not None
+    assert door.shared(requests[:1]) is None and door.shared([]) is None
+
+    def changed(index: int, **fields: Any) -> list[DoorRequest]:
+        copy = list(requests)
+        copy[index] = dataclasses.replace(copy[index], **fields)
+        return copy
+
+    two_headers = [*requests[3].headers]
+    two_headers[2] = ("X-Amz-Date", "20261207T120001Z")  # another second as well as another signature
+    assert door.shared(changed(3, headers=two_headers)) is None
+    assert door.shared(changed(1, headers=two_headers)) is None  # found on the first two as well
+    assert door.shared(changed(4, body=b"another frame")) is None
+    assert door.shared(changed(2, method="DELETE")) is None
+    assert door.shared(changed(2, headers=requests[2].headers[:-1])) is None
+    reordered = [requests[2].headers[1], requests[2].headers[0], *requests[2].headers[2:]]
+    assert door.shared(changed(2, headers=reordered)) is None
+    renamed = [*requests[4].headers[:3], ("X-Signature", "AWS4 sig-4"), requests[4].headers[4]]
+    assert door.shared(changed(4, headers=renamed)) is None
+    repeated = [[*r.headers, ("Authorization", "again")] for r in requests]  # the varying name twice
+    assert door.shared([dataclasses.replace(r, headers=h) for r, h in zip(requests, repeated, strict=True)]) is None
+
+
+def test_a_malformed_shared_batch_is_refused_and_the_server_goes_on(socket_dir: Path) -> None:
+    batch = door.shared(_fan_out(3))
+    assert batch is not None
+    good = door.decode_request(*door._split_frames(door.encode_shared(batch))[0])
+    for target in ("POST x Authorization", "POST 9 Authorization", "POST 1 Host", "POST 1", "", " 1 Authorization"):
+        with pytest.raises(door.DoorProtocolError):
+            door.decode_shared(dataclasses.replace(good, target=target))
+    for body in (good.body[:3], good.body[:4] + b"\xff" * 4, door._VARIANTS.pack(7) + b"/a\nb\n/c" + b"rest"):
+        with pytest.raises(door.DoorProtocolError):
+            door.decode_shared(dataclasses.replace(good, body=body))
+    server = BlockingDoorServer(str(socket_dir / "b.sock"), echo)
+    client = DoorClient(server.path)
+    try:
+        with pytest.raises(DoorBroken):
+            client.request(dataclasses.replace(good, target="POST 9 Authorization"))
         assert client.request(DoorRequest("GET", "/x", [], b"")).status == 201
     finally:
         client.close()
@@ -510,6 +627,38 @@ def test_send_many_carries_requests_to_one_door_in_one_exchange_and_the_rest_one
     finally:
         client.close()
         server.close()
+
+
+def test_a_fan_outs_posts_become_the_shared_batch_their_own_door_requests_make() -> None:
+    """The transport builds a fan-out's SHARED batch without a door request per post: it must be the
+    batch those door requests make — or None whenever they would not make one."""
+    from prdtool.collab.poster import ConnectionsApi, Post
+
+    api = ConnectionsApi("http://127.0.0.1:3000/prod", "us-east-1", Credentials("AKID", "secret", "a-token"))
+    transport = BotocoreDoorTransport(DoorRoutes())
+    posts = api._posts([f"Conn{i}abc=" for i in range(12)], b'{"action":"y","data":"AAE="}')
+    bodies = [post.body for post in posts]
+    door_requests = [BotocoreDoorTransport._door_request(post, post.body) for post in posts]
+    batch = transport._shared_batch(posts, bodies)
+    assert batch is not None and batch == door.shared(door_requests)
+    assert batch.requests() == door_requests
+    assert "X-Amz-Security-Token" in dict(door_requests[0].headers)
+
+    def with_headers(index: int, headers: dict[str, str]) -> list[Any]:
+        copy = list(posts)
+        copy[index] = Post(posts[index].url, headers, posts[index].body)
+        return copy
+
+    later = {**posts[5].headers, "X-Amz-Date": "20991231T235959Z"}
+    assert transport._shared_batch(with_headers(5, later), bodies) is None
+    reordered = dict(reversed(list(posts[5].headers.items())))
+    assert transport._shared_batch(with_headers(5, reordered), bodies) is None
+    assert door.shared([BotocoreDoorTransport._door_request(p, p.body) for p in with_headers(5, reordered)]) is None
+    assert transport._shared_batch(posts, [*bodies[:6], b"another", *bodies[7:]]) is None
+    elsewhere = list(posts)
+    elsewhere[9] = Post("http://127.0.0.2:3000/prod/@connections/x", posts[9].headers, posts[9].body)
+    assert transport._shared_batch(elsewhere, bodies) is None
+    assert transport._shared_batch(posts[:1], bodies[:1]) is None
 
 
 def test_a_transport_attached_to_one_client_leaves_the_others_on_http(socket_dir: Path) -> None:

@@ -102,7 +102,7 @@ def _forged_post_in_a_batch_is_refused_alone(stack: LocalStack, prd_id: str, ali
     from botocore.credentials import Credentials
 
     from prdtool.collab import connections, poster
-    from scripts.localstack.door import BotocoreDoorTransport, DoorClient
+    from scripts.localstack.door import BotocoreDoorTransport, DoorClient, shared
     from tests.e2e.storage import bound_to
 
     with bound_to(stack, "WebSocketFunction"):
@@ -115,7 +115,9 @@ def _forged_post_in_a_batch_is_refused_alone(stack: LocalStack, prd_id: str, ali
     posts[1].headers["Authorization"] = signature[:-1] + ("0" if signature[-1] != "0" else "1")
     assert stack._door_dir is not None
     door = DoorClient(str(stack._door_dir / "connections.sock"))
-    answers = door.request_many([BotocoreDoorTransport._door_request(post, post.body) for post in posts])
+    requests = [BotocoreDoorTransport._door_request(post, post.body) for post in posts]
+    assert shared(requests) is not None  # so it crosses as the SHARED batch a fan-out is
+    answers = door.request_many(requests)
     door.close()
     assert [answer.status for answer in answers] == [200, 403, 200]
     assert answers[1].header("x-amzn-ErrorType") == "InvalidSignatureException"
