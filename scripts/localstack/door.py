@@ -893,7 +893,7 @@ class BotocoreDoorTransport:
             return None
         first = requests[0]
         batch = shared([self._door_request(first, bodies[0]), self._door_request(requests[1], bodies[1])])
-        if batch is None:
+        if batch is None or batch.name not in first.headers:  # (not a header the transport added)
             return None
         name, body, host = batch.name, bodies[0], _target_and_host(first.url)[1]
         names = list(first.headers.keys())

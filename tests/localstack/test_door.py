@@ -659,6 +659,11 @@ def test_a_fan_outs_posts_become_the_shared_batch_their_own_door_requests_make()
     elsewhere[9] = Post("http://127.0.0.2:3000/prod/@connections/x", posts[9].headers, posts[9].body)
     assert transport._shared_batch(elsewhere, bodies) is None
     assert transport._shared_batch(posts[:1], bodies[:1]) is None
+    # Alike but for the Host the transport adds (another port): that header is not the posts' own.
+    same = {"X-Amz-Date": "20261207T120000Z", "Content-Length": "3"}
+    ports = [Post(f"http://127.0.0.1:{port}/@connections/a", dict(same), b"abc") for port in (3000, 3001, 3000)]
+    assert door.shared([BotocoreDoorTransport._door_request(p, p.body) for p in ports]) is not None
+    assert transport._shared_batch(ports, [b"abc"] * 3) is None
 
 
 def test_a_transport_attached_to_one_client_leaves_the_others_on_http(socket_dir: Path) -> None:
