@@ -1254,7 +1254,7 @@ class Gateway:
         answer = await self.management_call(
             request.method, request.path, request.query, headers, request.body, host=headers.get("Host", "")
         )
-        return _POSTED_DOOR if answer is _POSTED else answer.door_response()
+        return _door_answer(answer)
 
     async def _handle_door_shared(self, batch: SharedRequests) -> list[DoorResponse]:
         """A ``SHARED`` batch through the door (a fan-out: one body, one second, a signature per
@@ -1274,7 +1274,7 @@ class Gateway:
                 log.exception("connections-door: %s %s failed", batch.method, target)
                 answers.append(failure_response(exc))
                 continue
-            answers.append(_POSTED_DOOR if answer is _POSTED else answer.door_response())
+            answers.append(_door_answer(answer))
         return answers
 
     async def management_call(
@@ -1328,6 +1328,11 @@ class Gateway:
             await self._close_connection(live, 1000, "Connection deleted by the server")
             return ManagementAnswer(204)
         return _message_answer(405, "Method Not Allowed")
+
+
+def _door_answer(answer: ManagementAnswer) -> DoorResponse:
+    """A management answer as the door sends it (the constant "posted" one encoded once)."""
+    return _POSTED_DOOR if answer is _POSTED else answer.door_response()
 
 
 def _is_utf8(data: bytes) -> bool:
