@@ -8,6 +8,7 @@ them between invocations) and created lazily so a handler pays only for what it 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -16,7 +17,30 @@ from .settings import get_settings
 _CLIENT_LOCK = threading.RLock()
 
 
-@cache
+class _Once:
+    """``functools.cache`` for a factory without arguments, except that the first calls of several
+    threads build one value between them (``cache`` lets each of them build its own).  For the
+    sessions that matters: a second boto3 session on the shared botocore session registers boto3's
+    S3 handlers again, and every S3 client made after that fails (``Cannot inject class attribute
+    "upload_file"``) — the audit writer's threads met it on their first, simultaneous uploads."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._made: list[Any] = []
+        self.__doc__ = make.__doc__
+
+    def __call__(self) -> Any:
+        if not self._made:
+            with _CLIENT_LOCK:
+                if not self._made:
+                    self._made.append(self._make())
+        return self._made[0]
+
+    def cache_clear(self) -> None:
+        self._made.clear()
+
+
+@_Once
 def botocore_session() -> Any:
     """The process's one botocore session: boto3's clients here and every pynamodb connection
     (``storage`` hands it to pynamodb) are made from it.
@@ -38,7 +62,7 @@ def botocore_session() -> Any:
     return _Session()
 
 
-@cache
+@_Once
 def _session() -> Any:
     import boto3  # ~200 ms: imported on first use, not at module import
 

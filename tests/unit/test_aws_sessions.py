@@ -10,7 +10,7 @@ WebSocket container served.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -37,6 +37,28 @@ def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reset_settings_cache()
     aws.reset_clients()
     storage.rebind_models()
+
+
+def _together(calls: list[Callable[[], object]]) -> list[object]:
+    """Run each call in its own thread, all released at once; what they made (none may raise)."""
+    errors: list[BaseException] = []
+    made: list[object] = []
+    start = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            start.wait()
+            made.append(call())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return made
 
 
 def _client(model: type) -> object:
@@ -73,24 +95,35 @@ def test_reset_clients_starts_a_new_session() -> None:
 def test_clients_made_from_many_threads_at_once_all_work() -> None:
     # A botocore session is not safe to make clients from concurrently (boto3 issue 1592: KeyError
     # 'credential_provider' and the like); the relay's fan-out threads may.  Creation is serialised.
-    errors: list[BaseException] = []
-    made: list[object] = []
-    start = threading.Barrier(8)
-
-    def make(service: str) -> None:
-        try:
-            start.wait()
-            made.append(aws.botocore_session().create_client(service, "eu-west-1",
-                                                             endpoint_url="http://127.0.0.1:5999"))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=make, args=(service,))
-               for service in ("dynamodb", "sqs", "s3", "events") * 2]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    made = _together([
+        lambda service=service: aws.botocore_session().create_client(
+            service, "eu-west-1", endpoint_url="http://127.0.0.1:5999")
+        for service in ("dynamodb", "sqs", "s3", "events") * 2])
     assert len(made) == 8
     assert {type(client).__name__ for client in made} == {"DynamoDB", "SQS", "S3", "EventBridge"}
+
+
+@pytest.mark.usefixtures("fresh")
+def test_first_clients_made_from_many_threads_at_once_share_one_boto3_session(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI met it: the audit writer's four threads made their first S3 clients together; each built a
+    # boto3 session on the shared botocore session (functools.cache lets every first caller build),
+    # each registered boto3's S3 handlers again, and S3 clients then failed ("Cannot inject class
+    # attribute 'upload_file'").  A slow registration makes the threads overlap every time.
+    import time
+
+    import boto3.session
+
+    built: list[object] = []
+    register = boto3.session.Session._register_default_handlers
+
+    def slow_register(self: boto3.session.Session) -> None:
+        built.append(self)
+        time.sleep(0.05)
+        register(self)
+
+    monkeypatch.setattr(boto3.session.Session, "_register_default_handlers", slow_register)
+    clients = _together([lambda: aws._new_client("s3", None)] * 6)
+    assert len(built) == 1
+    assert len(clients) == 6 and all(hasattr(c, "upload_file") for c in clients)
+    assert aws.client("s3") is aws.client("s3")  # and the cached client is built on it
