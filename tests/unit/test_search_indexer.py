@@ -472,3 +472,95 @@ def test_an_interval_of_zero_indexes_every_save_at_once(idx: CountingEmbedder, s
     edit(prd_id, START.replace("zanzibar", "quokka"))
     assert deliver(typed(prd_id, 1, time.time())) == []
     assert find("quokka")[0][0] == prd_id and waiting(search_queue) == []
+
+
+# -- two workers never index one PRD's slot at the same time ---------------------------------------
+
+def _slot_came(prd_id: str) -> None:
+    PrdModel(prd_id).update(actions=[PrdModel.search_read_at.set(int((time.time() - 21) * 1000))])
+
+
+def test_a_second_worker_leaves_a_prd_being_indexed_to_the_first_and_checks_after_it(
+        idx: CountingEmbedder, search_queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue's two pollers took one slot's messages in two batches: the second worker, finding
+    the first one's claim, embeds nothing and looks again after it; the first one's index covers it."""
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    edit(prd_id, START.replace("zanzibar", "quokka"))
+    _slot_came(prd_id)
+    real_plan, seen = indexer.plan, {}
+
+    def plan_while_a_second_batch_arrives(item: Any, engine: Any) -> Any:
+        held = PrdModel.get(prd_id, consistent_read=True)
+        seen["claim"] = (held.search_claim_by, int(held.search_claim_until) / 1000 - time.time())
+        embedded = len(idx.passages)
+        seen["second"] = deliver(typed(prd_id, 2, time.time() - 3))  # the other poller's batch
+        seen["second embedded"] = len(idx.passages) - embedded
+        seen["waiting"] = waiting(search_queue)
+        return real_plan(item, engine)
+
+    monkeypatch.setattr(indexer, "plan", plan_while_a_second_batch_arrives)
+    idx.passages.clear()
+    assert deliver(typed(prd_id, 1, time.time() - 4)) == []
+    token, lease = seen["claim"]
+    assert token and 100 < lease <= 121  # the worker's timeout (120 s) when its time left is unknown
+    assert seen["second"] == [] and seen["second embedded"] == 0  # acknowledged, nothing embedded
+    [(body, delay)] = seen["waiting"]  # it looks again after the first worker, within the interval
+    assert body["detail"]["prd_id"] == prd_id and 18 <= delay <= 20
+    assert idx.passages == ["Risks\nChargebacks may rise with quokka fraud rings."]  # embedded once
+    held = PrdModel.get(prd_id, consistent_read=True)
+    assert held.search_claim_by is None and held.search_claim_until is None  # released
+    # When it comes back, the first worker's read covers its edit: nothing is embedded again.
+    monkeypatch.setattr(indexer, "plan", real_plan)
+    idx.passages.clear()
+    assert deliver({"messageId": "again", "body": json.dumps(body)}) == []
+    assert idx.passages == [] and find("quokka")[0][0] == prd_id
+
+
+def test_a_claim_lasts_the_invocations_time_left_and_a_lapsed_one_does_not_block(
+        idx: CountingEmbedder, search_queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    edit(prd_id, START.replace("zanzibar", "quokka"))
+    _slot_came(prd_id)
+    # A worker that died while indexing left its claim; it lapsed a second ago.
+    PrdModel(prd_id).update(actions=[PrdModel.search_claim_until.set(int((time.time() - 1) * 1000)),
+                                     PrdModel.search_claim_by.set("dead-worker")])
+    leases = []
+    real_plan = indexer.plan
+
+    def plan(item: Any, engine: Any) -> Any:
+        leases.append(int(PrdModel.get(prd_id, consistent_read=True).search_claim_until) / 1000 - time.time())
+        return real_plan(item, engine)
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 45_000
+
+    monkeypatch.setattr(indexer, "plan", plan)
+    record = typed(prd_id, 1, time.time())
+    assert indexer.on_sqs({"Records": [record]}, Context())["batchItemFailures"] == []
+    assert find("quokka")[0][0] == prd_id and waiting(search_queue) == []
+    [lease] = leases
+    assert 40 < lease <= 46  # the invocation's 45 s left (and a second)
+    assert PrdModel.get(prd_id, consistent_read=True).search_claim_by is None
+
+
+def test_a_claim_is_released_when_indexing_fails(idx: CountingEmbedder, search_queue: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    prd_id = make_prd(START)
+    deliver(message("prd.created", prd_id))
+    _slot_came(prd_id)
+
+    def refuse(p: Any, engine: Any) -> None:
+        raise RuntimeError("the index is down")
+
+    real_apply = indexer.apply
+    monkeypatch.setattr(indexer, "apply", refuse)
+    record = typed(prd_id, 1, time.time())
+    assert deliver(record) == [record["messageId"]]  # delivered again later
+    held = PrdModel.get(prd_id, consistent_read=True)
+    assert held.search_claim_by is None and held.search_error == "internal_error"
+    # and the redelivery is not kept waiting by a claim of its own failed attempt
+    monkeypatch.setattr(indexer, "apply", real_apply)
+    assert deliver(record) == [] and waiting(search_queue) == []

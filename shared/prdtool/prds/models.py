@@ -31,6 +31,10 @@ class PrdModel(Model):
     search_read_at = NumberAttribute(null=True)  # the indexed text was read then (epoch ms)
     search_indexed_version = UnicodeAttribute(null=True)
     search_error = UnicodeAttribute(null=True)
+    # A worker indexing the PRD now holds these (prdtool.search.indexer._claim): until when (epoch ms)
+    # and its token, so a second worker does not read and embed the same text at the same time.
+    search_claim_until = NumberAttribute(null=True)
+    search_claim_by = UnicodeAttribute(null=True)
 
 
 class MembersByUser(GlobalSecondaryIndex["MemberModel"]):

@@ -10,7 +10,11 @@ what is true now, and applying one twice changes nothing (the engine's writes ar
 is planned PRD by PRD (reads and embeddings: a failure there fails only that PRD's messages, reported
 as batch item failures so SQS delivers them again, and after ``maxReceiveCount`` to the DLQ), then
 written in one ``engine.batch()`` (one bulk request / one commit).  Embeddings are reused for sections
-whose text did not change, so typing in one section embeds one section.
+whose text did not change, so typing in one section embeds one section.  A PRD being typed in is
+indexed at most once per ``SEARCH_INDEX_INTERVAL``, and by one worker at a time: the worker that takes
+its slot claims it on the PRD's item (``search_claim_until``/``search_claim_by``, lapsing with the
+invocation), and a worker with a message of the same slot looks again after it instead of embedding
+the same text beside it.
 
 Every indexed PRD records its index status on its item in the PRDs table: ``search_indexed_at``
 (when), ``search_indexed_version`` (the newest version indexed) and ``search_error`` (the last failure,
@@ -227,6 +231,7 @@ def process(work: Sequence[_Work], *, remaining_ms: Any = None) -> list[str]:
     search_engine = engine()
     plans: list[tuple[_Work, _Plan]] = []
     failed: list[str] = []
+    claims: dict[str, str] = {}  # PRD id -> this worker's claim on its indexing
     for position, item in enumerate(work):
         if remaining_ms is not None and remaining_ms() < RESERVE_MS:
             later = work[position:]
@@ -237,6 +242,12 @@ def process(work: Sequence[_Work], *, remaining_ms: Any = None) -> list[str]:
         if item.deferrable and interval > 0:
             try:
                 verdict, seconds = _slot(item, interval)
+                if verdict == "now":
+                    token, seconds = _claim(item.prd_id, _lease_seconds(remaining_ms))
+                    if token is None:
+                        verdict, seconds = "wait", min(seconds, interval)
+                    elif token:
+                        claims[item.prd_id] = token
             except Exception:  # DynamoDB failing: the plan's own reads decide
                 logger.exception("could not read a PRD's index status", extra={"prd_id": item.prd_id})
                 verdict, seconds = "now", 0.0
@@ -258,12 +269,72 @@ def process(work: Sequence[_Work], *, remaining_ms: Any = None) -> list[str]:
             failed.extend(item.message_ids)
             metrics.add_metric(name="SearchIndexFailed", unit=MetricUnit.Count, value=1)
             _record_status(item.prd_id, error=_code(exc))
-    rounds = 0
-    while plans:
-        rounds += 1
-        written = _write(plans, search_engine, failed)
-        plans = _stale(written, search_engine, failed, last_round=rounds >= MAX_ROUNDS)
+    try:
+        rounds = 0
+        while plans:
+            rounds += 1
+            written = _write(plans, search_engine, failed)
+            plans = _stale(written, search_engine, failed, last_round=rounds >= MAX_ROUNDS)
+    finally:
+        for prd_id, token in claims.items():
+            _release(prd_id, token)
     return failed
+
+
+#: How long a claim holds when the worker's time left is unknown (seconds): the worker's timeout.
+CLAIM_SECONDS = 120.0
+
+
+def _lease_seconds(remaining_ms: Any) -> float:
+    """A claim lasts as long as this invocation can (a worker that dies leaves it to lapse)."""
+    return remaining_ms() / 1000 + 1 if remaining_ms is not None else CLAIM_SECONDS
+
+
+def _claim(prd_id: str, lease: float) -> tuple[str | None, float]:
+    """Claim the indexing of ``prd_id`` for this worker while it reads, embeds and writes it.
+
+    Two workers take batches at once (the queue's pollers), and each save of a PRD being typed in
+    publishes an event, so the messages of one slot can reach both: without a claim both read the
+    same text and embed the same sections (seconds of CPU locally, Titan calls in AWS).  Returns
+    ``(token, 0)`` when claimed (``""``: nothing to claim, the PRD's item is gone), or ``(None,
+    seconds)`` while another worker's claim holds, for that long at most."""
+    import uuid
+
+    from pynamodb.exceptions import UpdateError
+
+    from ..prds.models import PrdModel
+
+    token, now_ms = uuid.uuid4().hex, int(time.time() * 1000)
+    try:
+        PrdModel(prd_id).update(
+            actions=[PrdModel.search_claim_until.set(now_ms + int(lease * 1000)),
+                     PrdModel.search_claim_by.set(token)],
+            condition=PrdModel.id.exists() & (PrdModel.search_claim_until.does_not_exist()
+                                              | (PrdModel.search_claim_until < now_ms)))
+        return token, 0.0
+    except UpdateError as exc:
+        if getattr(exc, "cause_response_code", "") != "ConditionalCheckFailedException":
+            raise
+    try:
+        held = PrdModel.get(prd_id, consistent_read=True)
+    except PrdModel.DoesNotExist:
+        return "", 0.0  # the plan finds it gone and deletes it from the index
+    until = int(held.search_claim_until or 0)
+    if until < now_ms:
+        return "", 0.0  # lapsed since: index without one (a third worker at most repeats the work)
+    logger.info("another worker is indexing this PRD now: after it", extra={"prd_id": prd_id})
+    return None, max(1.0, (until - now_ms) / 1000)
+
+
+def _release(prd_id: str, token: str) -> None:
+    """Give the claim up (only this worker's own: a lapsed one may have been taken since)."""
+    from ..prds.models import PrdModel
+
+    try:
+        PrdModel(prd_id).update(actions=[PrdModel.search_claim_until.remove(), PrdModel.search_claim_by.remove()],
+                                condition=PrdModel.search_claim_by == token)
+    except Exception as exc:  # taken over after it lapsed, deleted, or DynamoDB failing: it lapses
+        logger.info("search claim not released", extra={"prd_id": prd_id, "reason": type(exc).__name__})
 
 
 def _write(plans: list[tuple[_Work, _Plan]], search_engine: SearchEngine,
