@@ -62,6 +62,10 @@ def test_the_stack_serves_edits_with_and_without_doors(doors: bool) -> None:
             alice.wait_until(lambda: "typed by bob" in alice.content(), what="bob's edit")
             if doors:
                 _forged_post_in_a_batch_is_refused_alone(stack, prd_id, alice, bob)
+                _hostile_frames_leave_every_door_serving(stack)
+                bob.append("typed after the hostile frames\n")
+                bob.flush()
+                alice.wait_until(lambda: "after the hostile frames" in alice.content(), what="the next edit")
         finally:
             alice.close()
             bob.close()
@@ -125,3 +129,51 @@ def _forged_post_in_a_batch_is_refused_alone(stack: LocalStack, prd_id: str, ali
     alice.wait_until(lambda: len(marked(alice)) == 2, what="the two well-signed posts")
     time.sleep(0.5)  # had the forged post been delivered, it would have arrived with alice's
     assert marked(bob) == []
+
+
+def _hostile_frames_leave_every_door_serving(stack: LocalStack) -> None:
+    """Whatever a local process writes to a running stack's door sockets — garbage, a frame claiming
+    a huge length, a ``SHARED`` batch whose parts lie about their sizes or lines, a frame cut off —
+    the door drops that connection (nothing is served from it, nothing is answered) and goes on
+    serving: a new connection is answered, and the edit after this check still reaches its peer."""
+    import socket
+    import struct
+
+    from scripts.localstack.door import FRAME, SHARED, DoorClient, DoorRequest, encode_request
+
+    shared = lambda target, body: encode_request(DoorRequest(SHARED, target, [("Host", "x")], body))  # noqa: E731
+    hostile = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # not a frame: its "lengths" are far too large
+        FRAME.pack(16, 1 << 31) + b"POST\n/\nHost: x\n",  # a body length past the limit
+        shared("POST 0 Authorization", struct.pack(">I", 1 << 30) + b"/a\nsig"),  # variants past the body
+        shared("POST 9 Authorization", struct.pack(">I", 6) + b"/a\nsig"),  # header index past the headers
+        shared("POST 0 Host", struct.pack(">I", 6) + b"/a\nsig"),  # varies a header it also shares
+        shared("POST 0 Authorization", struct.pack(">I", 2) + b"/a"),  # a target without its value
+        encode_request(DoorRequest("POST", "/@connections/x", [("Host", "x")], b"body"))[:-2],  # cut off
+    ]
+    assert stack._door_dir is not None
+    for name in ("connections.sock", "moto.sock", "moto-background.sock"):
+        for frame in hostile:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(10)
+                sock.connect(str(stack._door_dir / name))
+                sock.sendall(frame)
+                sock.shutdown(socket.SHUT_WR)  # a cut-off frame ends here
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+                assert answer == b"", (name, frame[:40], answer[:200])  # dropped, nothing served
+        # and the door still answers a well-formed request on a new connection
+        door = DoorClient(str(stack._door_dir / name))
+        if name == "connections.sock":  # unsigned: refused as API Gateway refuses it, but replyed
+            reply = door.request(DoorRequest("GET", "/@connections/bm90LWEtY29ubmVjdGlvbg==",
+                                              [("Host", "127.0.0.1")], b""))
+            assert reply.status == 403, reply
+        else:
+            scope = f"Credential=test/{time.strftime('%Y%m%d')}/{stack.manifest['region']}/dynamodb/aws4_request"
+            reply = door.request(DoorRequest("POST", "/", [
+                ("Host", "127.0.0.1"), ("X-Amz-Target", "DynamoDB_20120810.ListTables"),
+                ("Content-Type", "application/x-amz-json-1.0"),
+                ("Authorization", f"AWS4-HMAC-SHA256 {scope}, SignedHeaders=host, Signature=0")], b"{}"))
+            assert reply.status == 200 and b"TableNames" in reply.body, reply
+        door.close()
