@@ -564,3 +564,20 @@ def test_a_claim_is_released_when_indexing_fails(idx: CountingEmbedder, search_q
     # and the redelivery is not kept waiting by a claim of its own failed attempt
     monkeypatch.setattr(indexer, "apply", real_apply)
     assert deliver(record) == [] and waiting(search_queue) == []
+
+
+def test_a_claim_is_released_when_the_batch_fails_before_writing(idx: CountingEmbedder, search_queue: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """One PRD of the batch is claimed and planned; then handling the next one fails unexpectedly (the
+    invocation fails, SQS delivers the batch again): the first PRD's claim must not outlive it."""
+    first, second = make_prd(START), make_prd(START.replace("zanzibar", "quokka"))
+    deliver(message("prd.created", first), message("prd.created", second))
+    _slot_came(first)  # the first PRD's slot came; the second was read just now, so it would wait
+
+    def broken_queue(*_: Any, **__: Any) -> bool:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(indexer, "_wait", broken_queue)
+    with pytest.raises(RuntimeError, match="a bug"):
+        deliver(typed(first, 1, time.time()), typed(second, 2, time.time()))
+    assert PrdModel.get(first, consistent_read=True).search_claim_by is None

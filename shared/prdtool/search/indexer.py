@@ -229,9 +229,26 @@ def process(work: Sequence[_Work], *, remaining_ms: Any = None) -> list[str]:
     from .service import engine
 
     search_engine = engine()
-    plans: list[tuple[_Work, _Plan]] = []
     failed: list[str] = []
     claims: dict[str, str] = {}  # PRD id -> this worker's claim on its indexing
+    try:
+        plans = _plan_all(work, search_engine, failed, claims, remaining_ms)
+        rounds = 0
+        while plans:
+            rounds += 1
+            written = _write(plans, search_engine, failed)
+            plans = _stale(written, search_engine, failed, last_round=rounds >= MAX_ROUNDS)
+    finally:
+        for prd_id, token in claims.items():
+            _release(prd_id, token)
+    return failed
+
+
+def _plan_all(work: Sequence[_Work], search_engine: SearchEngine, failed: list[str], claims: dict[str, str],
+              remaining_ms: Any) -> list[tuple[_Work, _Plan]]:
+    """The plans of the PRDs to index now (the others wait for their slot, are covered, or failed);
+    a text edit's slot is claimed in ``claims`` before it is planned."""
+    plans: list[tuple[_Work, _Plan]] = []
     for position, item in enumerate(work):
         if remaining_ms is not None and remaining_ms() < RESERVE_MS:
             later = work[position:]
@@ -269,16 +286,7 @@ def process(work: Sequence[_Work], *, remaining_ms: Any = None) -> list[str]:
             failed.extend(item.message_ids)
             metrics.add_metric(name="SearchIndexFailed", unit=MetricUnit.Count, value=1)
             _record_status(item.prd_id, error=_code(exc))
-    try:
-        rounds = 0
-        while plans:
-            rounds += 1
-            written = _write(plans, search_engine, failed)
-            plans = _stale(written, search_engine, failed, last_round=rounds >= MAX_ROUNDS)
-    finally:
-        for prd_id, token in claims.items():
-            _release(prd_id, token)
-    return failed
+    return plans
 
 
 #: How long a claim holds when the worker's time left is unknown (seconds): the worker's timeout.
