@@ -311,6 +311,7 @@ def _claim(prd_id: str, lease: float) -> tuple[str | None, float]:
     from pynamodb.exceptions import UpdateError
 
     from ..prds.models import PrdModel
+    from ..storage import is_conditional_failure
 
     token, now_ms = uuid.uuid4().hex, int(time.time() * 1000)
     try:
@@ -321,7 +322,7 @@ def _claim(prd_id: str, lease: float) -> tuple[str | None, float]:
                                               | (PrdModel.search_claim_until < now_ms)))
         return token, 0.0
     except UpdateError as exc:
-        if getattr(exc, "cause_response_code", "") != "ConditionalCheckFailedException":
+        if not is_conditional_failure(exc):
             raise
     try:
         held = PrdModel.get(prd_id, consistent_read=True)
