@@ -552,15 +552,19 @@ def test_a_claim_is_released_when_indexing_fails(idx: CountingEmbedder, search_q
     deliver(message("prd.created", prd_id))
     _slot_came(prd_id)
 
+    held: list[str | None] = []
+
     def refuse(p: Any, engine: Any) -> None:
+        held.append(PrdModel.get(prd_id, consistent_read=True).search_claim_by)
         raise RuntimeError("the index is down")
 
     real_apply = indexer.apply
     monkeypatch.setattr(indexer, "apply", refuse)
     record = typed(prd_id, 1, time.time())
     assert deliver(record) == [record["messageId"]]  # delivered again later
-    held = PrdModel.get(prd_id, consistent_read=True)
-    assert held.search_claim_by is None and held.search_error == "internal_error"
+    assert held and held[0]  # it was claimed while the index was written...
+    after = PrdModel.get(prd_id, consistent_read=True)
+    assert after.search_claim_by is None and after.search_error == "internal_error"  # ...and released
     # and the redelivery is not kept waiting by a claim of its own failed attempt
     monkeypatch.setattr(indexer, "apply", real_apply)
     assert deliver(record) == [] and waiting(search_queue) == []
@@ -574,10 +578,14 @@ def test_a_claim_is_released_when_the_batch_fails_before_writing(idx: CountingEm
     deliver(message("prd.created", first), message("prd.created", second))
     _slot_came(first)  # the first PRD's slot came; the second was read just now, so it would wait
 
+    held: list[str | None] = []
+
     def broken_queue(*_: Any, **__: Any) -> bool:
+        held.append(PrdModel.get(first, consistent_read=True).search_claim_by)
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(indexer, "_wait", broken_queue)
     with pytest.raises(RuntimeError, match="a bug"):
         deliver(typed(first, 1, time.time()), typed(second, 2, time.time()))
-    assert PrdModel.get(first, consistent_read=True).search_claim_by is None
+    assert held and held[0]  # the first PRD was claimed when the failure came...
+    assert PrdModel.get(first, consistent_read=True).search_claim_by is None  # ...and released
