@@ -101,6 +101,28 @@ def test_no_version_while_people_are_still_typing_unless_overdue(aws: None, monk
     assert read_version_markdown(overdue.version).endswith("Throttling by the provider.\n")
 
 
+def test_while_people_type_the_quiet_check_reads_one_key_not_the_document(aws: None,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Asked after every compaction (~every 5 s while people type): the answer "still typing" must not
+    # cost reading and rendering the whole document.
+    service.cut(PRD, actor="alice")
+    assert not store.has_pending_updates(PRD)
+    edit(START + "\n## Risks\n\nThrottling.\n")
+    for word in ("by", "the", "provider"):
+        edit(START + f"\n## Risks\n\nThrottling {word}.\n", compact=False)
+    assert store.has_pending_updates(PRD) and store.pending_updates(PRD) == 3
+    reads: list[str] = []
+    real_read = store.read
+    monkeypatch.setattr(store, "read", lambda prd_id, **kw: reads.append(prd_id) or real_read(prd_id, **kw))
+    assert service.on_event("prd.updated", {"prd_id": PRD, "editors": ["alice"]}) is None
+    assert reads == []
+    store.compact(PRD)  # quiet now: the document is read and the change versioned
+    assert not store.has_pending_updates(PRD)
+    reads.clear()
+    quiet = service.on_event("prd.updated", {"prd_id": PRD, "editors": ["alice"]})
+    assert quiet is not None and quiet.version == "2.0.0" and reads == [PRD]
+
+
 def read_version_markdown(version: str) -> str:
     return service.read_markdown(service.markdown_key(PRD, version))
 

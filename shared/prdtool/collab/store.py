@@ -262,6 +262,13 @@ def _delete_items(prd_id: str, sort_keys: list[str], s3_keys: list[str]) -> None
         client("s3").delete_object(Bucket=bucket, Key=key)
 
 
+def has_pending_updates(prd_id: str) -> bool:
+    """Whether any update waits to be compacted (one query of one key: cheap however many wait)."""
+    found = DocItem.query(prd_id, DocItem.sk.startswith(UPDATE_PREFIX), consistent_read=True, limit=1,
+                          attributes_to_get=["prd_id", "sk"])
+    return next(iter(found), None) is not None
+
+
 def pending_updates(prd_id: str) -> int:
     """How many updates wait to be compacted (one query, keys only)."""
     return DocItem.count(prd_id, DocItem.sk.startswith(UPDATE_PREFIX), consistent_read=True)

@@ -50,7 +50,6 @@ class Saved:
 
     markdown: str
     title: str
-    pending_updates: int
 
 
 def _saved(prd_id: str) -> Saved:
@@ -62,7 +61,7 @@ def _saved(prd_id: str) -> Saved:
         title = str(PrdModel.get(prd_id, consistent_read=True).title)
     except PrdModel.DoesNotExist:
         title = ""
-    return Saved(document.markdown_of(stored.doc), title, len(stored.update_sks))
+    return Saved(document.markdown_of(stored.doc), title)
 
 
 def markdown_key(prd_id: str, version: str) -> str:
@@ -82,13 +81,17 @@ def read_markdown(key: str) -> str:
 def consider(prd_id: str, *, editors: list[str], at_ms: int | None = None) -> records.Version | None:
     """A batch of edits was saved: note who made them and cut a version if the document is quiet
     and the change is significant (or typing has gone on for ``version_max_batch_seconds``)."""
+    from ..collab import store
+
     records.note_editors(prd_id, editors)
     head = records.head(prd_id)  # (a pending version is finished by cut, first thing)
     if head.version is not None:
-        saved = _saved(prd_id)
         last = records.get(prd_id, head.version)
         overdue = records.now_ms() - last.created_at >= get_settings().version_max_batch_seconds * 1000
-        if saved.pending_updates and not overdue:
+        # One key read, not the whole document: while people type this is asked after every
+        # compaction (~every 5 s), and reading and rendering the document only to learn that more
+        # was stored since cost 60-180 ms of the function's time each time (docs/benchmarks.md).
+        if not overdue and store.has_pending_updates(prd_id):
             return None  # still typing: the compaction of what came since will ask again
     return cut(prd_id, actor=editors[-1] if editors else None)
 
