@@ -802,6 +802,23 @@ def _conditions_scenario(ddb: Any) -> list[tuple[str, Any]]:
             TableName="docs", Item={"pk": {"S": "c"}, "sk": {"S": "z"}}, ConditionExpression="attribute_not_exists("))
         outcome(f"unknown name #{attempt}", lambda: ddb.put_item(
             TableName="docs", Item={"pk": {"S": "c"}, "sk": {"S": "z"}}, ConditionExpression="attribute_exists(#x)"))
+        outcome(f"unused name #{attempt}", lambda: ddb.put_item(
+            TableName="docs", Item={"pk": {"S": "c"}, "sk": {"S": "z"}},
+            ConditionExpression="attribute_not_exists(#sk)", ExpressionAttributeNames={"#sk": "sk", "#n": "n"}))
+        # A query adds its projection's names to those its filter used: the next request with the same
+        # filter, whose projection does not use "#n", is refused for the unused name.
+        outcome(f"filter and projection #{attempt}", lambda: ddb.scan(
+            TableName="docs", FilterExpression="attribute_exists(#sk)", ProjectionExpression="#n",
+            ExpressionAttributeNames={"#sk": "sk", "#n": "n"}))
+        outcome(f"filter, name unused #{attempt}", lambda: ddb.scan(
+            TableName="docs", FilterExpression="attribute_exists(#sk)",
+            ExpressionAttributeNames={"#sk": "sk", "#n": "n"}))
+        outcome(f"query filter and projection #{attempt}", lambda: ddb.query(
+            TableName="docs", KeyConditionExpression="pk = :p", FilterExpression="attribute_exists(#sk)",
+            ProjectionExpression="#n", ExpressionAttributeNames={"#sk": "sk", "#n": "n"},
+            ExpressionAttributeValues={":p": {"S": "c"}}))
+        outcome(f"no condition #{attempt}", lambda: ddb.put_item(
+            TableName="docs", Item={"pk": {"S": "c"}, "sk": {"S": "y"}}, ExpressionAttributeNames={"#sk": "sk"}))
     return out
 
 
@@ -816,11 +833,14 @@ def test_conditions_parsed_once_answer_as_moto_does(no_network: None, clean_fast
             answers.append(_conditions_scenario(_client()))
             if fast:
                 import moto.dynamodb.models.table as table_module
+                import moto.dynamodb.responses as responses
 
                 hits = table_module.get_filter_expression.cache_info().hits
+                validation_hits = responses.create_condition_expression_parser.cache_info().hits
         moto_fast.uninstall()
     generic, cached = answers
     assert hits >= 2  # "attribute_not_exists(#sk)" parsed once, used again (values: parsed each time)
+    assert validation_hits >= 6  # the handlers' own parse of those: once per expression and names
     assert [label for label, _ in cached] == [label for label, _ in generic]
     for (label, g), (_, f) in zip(generic, cached, strict=True):
         assert _normalised(f) == _normalised(g), label
@@ -829,3 +849,8 @@ def test_conditions_parsed_once_answer_as_moto_does(no_network: None, clean_fast
     assert by_label["put if n < 0 #0"][0] == "ConditionalCheckFailedException"
     assert "Items" in by_label["filter n > 0 #1"] and by_label["filter n > 5 #1"]["Count"] == 1
     assert by_label["malformed #1"] == by_label["malformed #0"] and by_label["malformed #0"][0] == "ValueError"
+    for label in ("unused name", "filter, name unused", "no condition"):
+        assert by_label[f"{label} #1"][0] == "ValidationException", label
+        assert "unused in expressions: keys: {#n}" in by_label[f"{label} #1"][1] or label == "no condition"
+    assert by_label["filter and projection #1"]["Count"] >= 1
+    assert by_label["query filter and projection #1"]["Count"] >= 1
