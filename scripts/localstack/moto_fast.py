@@ -41,6 +41,7 @@ and logs any difference (for a debugging session, not for speed).
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import inspect
 import json
@@ -559,8 +560,6 @@ class _ParsedCondition:
         self.expr_attr_values_found: list[str] = []
 
     def parse(self) -> Any:
-        import copy
-
         tree, names, values = self._parse(*self._key)  # a refused expression raises here, as moto's does
         self.expr_attr_names_found = list(names)
         self.expr_attr_values_found = list(values)

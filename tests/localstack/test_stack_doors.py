@@ -165,7 +165,7 @@ def _hostile_frames_leave_every_door_serving(stack: LocalStack) -> None:
                 assert answer == b"", (name, frame[:40], answer[:200])  # dropped, nothing served
         # and the door still answers a well-formed request on a new connection
         door = DoorClient(str(stack._door_dir / name))
-        if name == "connections.sock":  # unsigned: refused as API Gateway refuses it, but replyed
+        if name == "connections.sock":  # unsigned: refused as API Gateway refuses it, but answered
             reply = door.request(DoorRequest("GET", "/@connections/bm90LWEtY29ubmVjdGlvbg==",
                                               [("Host", "127.0.0.1")], b""))
             assert reply.status == 403, reply
