@@ -330,22 +330,32 @@ class _CachedKeySigner(SigV4Auth):
 
     def __init__(self, credentials: Credentials, service_name: str, region_name: str) -> None:
         super().__init__(credentials, service_name, region_name)
-        self._keys: dict[tuple[str, str], bytes] = {}  # (day, secret): region and service are fixed
+        # (day, secret) -> an HMAC-SHA256 keyed with the signing key (region and service are fixed)
+        self._keys: dict[tuple[str, str], Any] = {}
 
     def signed(self, string_to_sign: str, day: str) -> str:
         """``SigV4Auth.signature`` of a request signed on ``day`` (``YYYYMMDD``)."""
         secret = self.credentials.secret_key
         cache_key = (day, secret)
-        key = self._keys.get(cache_key)
-        if key is None:
+        keyed = self._keys.get(cache_key)
+        if keyed is None:
             key = self._sign(f"AWS4{secret}".encode(), day)
             for part in (self._region_name, self._service_name, "aws4_request"):
                 key = self._sign(key, part)
             if len(self._keys) >= 4:  # yesterday's, today's and tomorrow's (skew) are all it needs
                 self._keys.clear()
-            self._keys[cache_key] = key
-        # hmac.digest: the one-shot C path (botocore's _sign builds an HMAC object: twice the cost).
-        return hmac.digest(key, string_to_sign.encode("utf-8"), "sha256").hex()
+            keyed = self._keys[cache_key] = hmac.new(key, digestmod=hashlib.sha256)
+        # A copy of an HMAC already keyed: 1.8 µs, against 3.2 µs for hmac.digest (which keys one
+        # each time) and twice that for botocore's _sign; a fan-out's ~50 posts are checked per edit.
+        mac = keyed.copy()
+        mac.update(string_to_sign.encode("utf-8"))
+        return mac.hexdigest()
+
+
+def _with_authorization(headers: CIMultiDict[str], authorization: str) -> CIMultiDict[str]:
+    headers = CIMultiDict(headers)
+    headers["Authorization"] = authorization
+    return headers
 
 
 class ReceivedRequest(NamedTuple):
@@ -424,6 +434,37 @@ class SigV4Verifier:
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         string_to_sign = f"{SIGV4_ALGORITHM}\n{amz_date}\n{scope[2]}\n{digest}"
         return hmac.compare_digest(self._signer.signed(string_to_sign, scope[0]), signature)
+
+    def shared_checker(self, method: str, host: str, headers: CIMultiDict[str], body: bytes,
+                       now: datetime | None = None) -> Callable[[str, str, str], bool] | None:
+        """For requests alike but for their path, query and ``Authorization`` (a fan-out's posts:
+        ``headers`` holds what they share, without ``Authorization``): a function of (raw path, raw
+        query, ``Authorization``) that answers as :meth:`_well_signed` would for that request, with
+        what the requests share looked up and hashed once.  None when what they share already sends
+        each to :meth:`check` (a declared payload hash, no signer)."""
+        if self._signer is None or "Authorization" in headers or "X-Amz-Content-SHA256" in headers:
+            return None
+        amz_date = headers.get("X-Amz-Date", "")
+        hosts = headers.getall("Host", ())
+        signed_host = _folded(tuple(hosts)) if hosts else _signed_host(host)
+        dates = _folded(tuple(headers.getall("X-Amz-Date", ())))
+        head = f"{method.upper()}\n"
+        tail = f"\n\nhost:{signed_host}\nx-amz-date:{dates}\n\nhost;x-amz-date\n{_body_sha256(body)}"
+        signer = self._signer
+
+        def well_signed(raw_path: str, raw_query: str, authorization: str) -> bool:
+            scope_head, separator, signature = authorization.rpartition(", Signature=")
+            scope = self._accepted_scope(scope_head) if separator and signature.isascii() else None
+            if scope is None or amz_date[:8] != scope[0] or not self._fresh(amz_date, now):
+                return False
+            if raw_query or scope[1] != _HOST_AND_DATE:
+                return self._well_signed(ReceivedRequest(method, host, raw_path, raw_query,
+                                                         _with_authorization(headers, authorization), body), now)
+            digest = hashlib.sha256(f"{head}{_canonical_path(host, raw_path)}{tail}".encode()).hexdigest()
+            string_to_sign = f"{SIGV4_ALGORITHM}\n{amz_date}\n{scope[2]}\n{digest}"
+            return hmac.compare_digest(signer.signed(string_to_sign, scope[0]), signature)
+
+        return well_signed
 
     def _fresh(self, amz_date: str, now: datetime | None) -> bool:
         """Whether ``X-Amz-Date`` is within :data:`SIGV4_MAX_SKEW` of ``now`` (the clock's if None).
@@ -1263,13 +1304,20 @@ class Gateway:
         ``CIMultiDict`` and only the varying one is set per request (each call has finished with
         the headers before the next sets it)."""
         headers = CIMultiDict([*batch.headers[: batch.index], (batch.name, ""), *batch.headers[batch.index :]])
+        host = headers.get("Host", "")
+        # A fan-out's posts differ in their path and signature only: what they share is checked once.
+        well_signed = (self._management_auth.shared_checker(batch.method, host, CIMultiDict(batch.headers),
+                                                            batch.body)
+                       if batch.name.lower() == "authorization" else None)
         answers: list[DoorResponse] = []
         for target, value in batch.variants:
-            headers[batch.name] = value
             path, _, query = target.partition("?")
             try:
-                answer = await self.management_call(batch.method, path, query, headers, batch.body,
-                                                    host=headers.get("Host", ""))
+                if well_signed is not None and well_signed(path, query, value):
+                    answer = await self._signed_management_call(batch.method, path, batch.body)
+                else:  # refused, or not the short path's: the whole check says why
+                    headers[batch.name] = value
+                    answer = await self.management_call(batch.method, path, query, headers, batch.body, host=host)
             except Exception as exc:  # as the door answers a request whose handler failed
                 log.exception("connections-door: %s %s failed", batch.method, target)
                 answers.append(failure_response(exc))
@@ -1298,6 +1346,10 @@ class Gateway:
         if refusal is not None:
             log.warning("@connections %s %s refused: %s", method, raw_path, refusal.error_type)
             return refusal.answer()
+        return await self._signed_management_call(method, raw_path, body)
+
+    async def _signed_management_call(self, method: str, raw_path: str, body: bytes) -> ManagementAnswer:
+        """:meth:`management_call` of a request whose signature has been checked."""
         found = _CONNECTIONS_PATH.fullmatch(raw_path)
         if found is None:
             return _message_answer(404, "Not Found")

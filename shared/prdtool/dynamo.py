@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import random
 import time
@@ -38,7 +37,7 @@ from functools import cache
 from typing import Any
 
 from .aws import client, credentials
-from .awswire import client_error, signing_key
+from .awswire import client_error, signature, signing_key
 
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -187,8 +186,8 @@ def authorization(host: str, target: str, body: bytes, amz_date: str, frozen: An
     canonical = "\n".join(("POST", "/", "", canonical_headers, signed, hashlib.sha256(body).hexdigest()))
     scope = f"{day}/{region}/dynamodb/aws4_request"
     to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    signature = hmac.digest(signing_key(frozen.secret_key, day, region, "dynamodb"), to_sign.encode(), "sha256").hex()
-    return f"AWS4-HMAC-SHA256 Credential={frozen.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
+    signed_by = signature(signing_key(frozen.secret_key, day, region, "dynamodb"), to_sign)
+    return f"AWS4-HMAC-SHA256 Credential={frozen.access_key}/{scope}, SignedHeaders={signed}, Signature={signed_by}"
 
 
 def _parsed(response: Any) -> dict[str, Any]:

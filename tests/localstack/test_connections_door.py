@@ -353,6 +353,35 @@ def test_the_short_path_accepts_exactly_what_the_whole_check_accepts() -> None:
     assert answers["signature altered"] == answers["six minutes old"] == "InvalidSignatureException"
 
 
+def test_a_fan_outs_shared_check_answers_as_the_short_path_for_each_post() -> None:
+    """The shared check of a SHARED batch (what the posts share looked up and hashed once) answers
+    for every way of being signed right or wrong as the short path does post by post — with a query
+    or other signed headers too (it hands those to the short path) — and has no answer (each post
+    takes the whole check) when the shared headers declare a payload hash."""
+    from multidict import CIMultiDict
+
+    from scripts.localstack.gateway import AwsCredentials, ReceivedRequest, SigV4Verifier
+
+    verifier = SigV4Verifier(AwsCredentials(ACCESS_KEY, SECRET_KEY), REGION)
+    answered = {}
+    for label, path, headers, body, at in _signed_variants():
+        if "Authorization" not in headers:
+            continue  # (every post of a SHARED batch has the header that varies)
+        shared = CIMultiDict((name, value) for name, value in headers.items() if name != "Authorization")
+        check = verifier.shared_checker("POST", "127.0.0.1:3000", shared, body, at)
+        if check is None:
+            assert "X-Amz-Content-SHA256" in headers, label
+            continue
+        for query in ("", "a=1"):
+            request = ReceivedRequest("POST", "127.0.0.1:3000", path, query, CIMultiDict(headers), body)
+            answered[label, query] = check(path, query, headers["Authorization"])
+            assert answered[label, query] == verifier._well_signed(request, at), (label, query)
+        # another connection's path under this signature is never accepted
+        assert not check("/@connections/other%3D", "", headers["Authorization"]), label
+    assert answered["well signed", ""] and answered["another region", ""] is False
+    assert answered["signature altered", ""] is False and answered["six minutes old", ""] is False
+
+
 def test_a_date_found_fresh_is_taken_as_fresh_only_while_it_still_is(monkeypatch: pytest.MonkeyPatch) -> None:
     """The verifier remembers a fresh ``X-Amz-Date`` for at most a second (a fan-out's posts share
     it), and never past the moment it leaves the allowed skew."""
