@@ -7,6 +7,9 @@ service model, endpoint rules, a dozen event hooks, a SigV4 signing key derived 
 parsing — which at 50 editors was about half of the WebSocket handler's CPU per edit.  Both calls
 are tiny JSON requests, so this module builds the JSON itself, signs it with SigV4 (the signing key
 cached per day, as ``collab.poster`` does) and parses the JSON answer: ~5x less CPU per call.
+The compactor's read of a PRD's updates (``query``) and its deletes (``batch_delete``) use it too:
+hundreds of items per compaction, whose parsing through botocore's service model was most of the
+doc writer's CPU.
 
 It stays on the boto3 client's rails where they matter:
 
@@ -32,7 +35,7 @@ import json
 import random
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -104,6 +107,71 @@ def get(table: str, key: Mapping[str, Mapping[str, Any]], *, attributes: tuple[s
         payload["ExpressionAttributeNames"] = names
     found: dict[str, Any] | None = call("GetItem", payload).get("Item")
     return found
+
+
+def query(table: str, key_condition: str, names: Mapping[str, str], values: Mapping[str, Mapping[str, Any]], *,
+          consistent: bool = True, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+    """``Query``: every item matching ``key_condition``, page after page (``Limit`` = ``page_size`` per
+    page, DynamoDB's 1 MB pages if None), in the shape pynamodb's ``Model.from_raw_data`` takes
+    (binaries as bytes).  ``values`` in that shape too."""
+    payload: dict[str, Any] = {"TableName": table, "KeyConditionExpression": key_condition,
+                               "ExpressionAttributeNames": dict(names),
+                               "ExpressionAttributeValues": wire_item(values), "ConsistentRead": consistent}
+    if page_size:
+        payload["Limit"] = page_size
+    while True:
+        answer = call("Query", payload)
+        for found in answer.get("Items", ()):
+            yield item_from_wire(found)
+        last = answer.get("LastEvaluatedKey")
+        if not last:
+            return
+        payload["ExclusiveStartKey"] = last
+
+
+#: How often a batch's unprocessed deletes are sent again before giving up (pynamodb's default).
+UNPROCESSED_ATTEMPTS = 3
+BATCH_WRITE_LIMIT = 25  # requests per BatchWriteItem (DynamoDB's limit)
+
+
+class UnprocessedItems(RuntimeError):
+    """DynamoDB left some of a batch unprocessed after every retry."""
+
+
+def batch_delete(table: str, keys: Sequence[Mapping[str, Mapping[str, Any]]]) -> None:
+    """Delete the items with ``keys`` (pynamodb's attribute-value shape): ``BatchWriteItem``, 25 per
+    call; what DynamoDB leaves unprocessed (throttling) is sent again after a jittered backoff, as
+    pynamodb's batch writer does, and :class:`UnprocessedItems` is raised if some is still left."""
+    for start in range(0, len(keys), BATCH_WRITE_LIMIT):
+        pending = [{"DeleteRequest": {"Key": wire_item(key)}} for key in keys[start:start + BATCH_WRITE_LIMIT]]
+        for attempt in range(UNPROCESSED_ATTEMPTS + 1):
+            answer = call("BatchWriteItem", {"RequestItems": {table: pending}})
+            pending = answer.get("UnprocessedItems", {}).get(table, [])
+            if not pending:
+                break
+            if attempt < UNPROCESSED_ATTEMPTS:
+                time.sleep(random.uniform(0, _BACKOFF_BASE_SECONDS * 2 ** attempt))
+        else:
+            raise UnprocessedItems(f"{len(pending)} deletes from {table} stayed unprocessed "
+                                   f"after {UNPROCESSED_ATTEMPTS} retries")
+
+
+def item_from_wire(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The inverse of :func:`wire_item`: an answer's attribute values with binaries decoded."""
+    return {name: _value_from_wire(value) for name, value in item.items()}
+
+
+def _value_from_wire(value: Mapping[str, Any]) -> dict[str, Any]:
+    (kind, inner), = value.items()
+    if kind == "B":
+        return {"B": base64.b64decode(inner)}
+    if kind == "BS":
+        return {"BS": [base64.b64decode(part) for part in inner]}
+    if kind == "L":
+        return {"L": [_value_from_wire(part) for part in inner]}
+    if kind == "M":
+        return {"M": item_from_wire(inner)}
+    return {kind: inner}
 
 
 def wire_item(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

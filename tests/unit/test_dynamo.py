@@ -162,3 +162,53 @@ def test_nested_and_set_binaries_are_base64_on_the_wire() -> None:
                              "bs": {"BS": [b"\x03", b"\x04"]}, "s": {"S": "x"}})
     assert wire == {"m": {"M": {"b": {"B": "AQ=="}, "l": {"L": [{"B": "Ag=="}, {"N": "3"}]}}},
                     "bs": {"BS": ["Aw==", "BA=="]}, "s": {"S": "x"}}
+
+
+def test_binaries_come_back_from_the_wire_as_they_went() -> None:
+    item = {"m": {"M": {"b": {"B": b"\x01"}, "l": {"L": [{"B": b"\x02"}, {"N": "3"}]}}},
+            "bs": {"BS": [b"\x03", b"\x04"]}, "s": {"S": "x"}, "n": {"NULL": True}}
+    assert dynamo.item_from_wire(dynamo.wire_item(item)) == item
+
+
+def test_a_query_reads_every_page_as_pynamodb_does(tables: None) -> None:
+    """The compactor's read of a PRD's updates through the lean Query: every page (``Limit`` per page,
+    ``ExclusiveStartKey`` from the last), only the PRD's updates, the items pynamodb's own query gives."""
+    updates = [bytes([n]) * (n + 1) for n in range(23)]
+    for update in updates:
+        store.append_update("prd-1", update, origin="alice")
+    store.append_update("prd-2", b"another PRD's", origin="bob")
+    store.DocItem(prd_id="prd-1", sk="head", version=1).save()  # not an update: not matched
+    ours = [store.DocItem.from_raw_data(raw) for raw in dynamo.query(
+        store.DocItem.Meta.table_name, "#p = :p AND begins_with(#s, :s)", {"#p": "prd_id", "#s": "sk"},
+        {":p": {"S": "prd-1"}, ":s": {"S": store.UPDATE_PREFIX}}, page_size=5)]
+    theirs = list(store.DocItem.query("prd-1", store.DocItem.sk.startswith(store.UPDATE_PREFIX), consistent_read=True))
+    assert len(ours) == 23
+    assert sorted((i.sk, bytes(i.data), i.origin, i.created_at) for i in ours) == sorted(
+        (i.sk, bytes(i.data), i.origin, i.created_at) for i in theirs)
+    assert sorted(bytes(i.data) for i in ours) == sorted(updates)
+
+
+def test_a_batch_delete_removes_every_key_25_per_call(tables: None) -> None:
+    keys = [store.append_update("prd-1", bytes([n, n]), origin="alice")[0] for n in range(60)]
+    kept = store.append_update("prd-1", b"kept", origin="alice")[0]
+    dynamo.batch_delete(store.DocItem.Meta.table_name, [{"prd_id": {"S": "prd-1"}, "sk": {"S": sk}} for sk in keys])
+    left = [i.sk for i in store.DocItem.query("prd-1", consistent_read=True)]
+    assert left == [kept]
+
+
+def test_unprocessed_deletes_are_sent_again_then_refused(session: _Session) -> None:
+    key = {"pk": {"S": "a"}}
+    unprocessed = {"UnprocessedItems": {"t": [{"DeleteRequest": {"Key": {"pk": {"S": "a"}}}}]}}
+    session.answers += [_answer(200, unprocessed), _answer(200, {"UnprocessedItems": {}})]
+    dynamo.batch_delete("t", [key, {"pk": {"S": "b"}}])
+    sent = [json.loads(request.body) for request in session.sent]
+    assert sent[0] == {"RequestItems": {"t": [{"DeleteRequest": {"Key": {"pk": {"S": "a"}}}},
+                                              {"DeleteRequest": {"Key": {"pk": {"S": "b"}}}}]}}
+    assert sent[1] == {"RequestItems": unprocessed["UnprocessedItems"]}  # only what was left, as answered
+    assert session.sent[0].headers["X-Amz-Target"] == "DynamoDB_20120810.BatchWriteItem"
+
+    session.sent.clear()
+    session.answers += [_answer(200, unprocessed)] * (dynamo.UNPROCESSED_ATTEMPTS + 1)
+    with pytest.raises(dynamo.UnprocessedItems):
+        dynamo.batch_delete("t", [key])
+    assert len(session.sent) == dynamo.UNPROCESSED_ATTEMPTS + 1

@@ -53,19 +53,19 @@ def test_the_compactor_reads_updates_in_pages_and_loses_none_between_them(
         docs: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its read is paged (COMPACTION_PAGE_SIZE updates per Query: no single request holds the local
     stack's DynamoDB long); every update of every page is folded, none twice."""
-    import botocore.client
+    from prdtool import dynamo
 
     keystrokes = 2 * store.COMPACTION_PAGE_SIZE + 37
     expected = _typed("prd-paged", keystrokes)
     queries: list[dict[str, Any]] = []
-    real_call = botocore.client.BaseClient._make_api_call
+    real_call = dynamo.call
 
-    def call(self: Any, operation: str, params: dict[str, Any]) -> Any:
+    def call(operation: str, params: dict[str, Any]) -> Any:
         if operation == "Query":
-            queries.append(params)
-        return real_call(self, operation, params)
+            queries.append(dict(params))  # (a copy: the next page's request adds its start key)
+        return real_call(operation, params)
 
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
+    monkeypatch.setattr(dynamo, "call", call)
     result = store.compact("prd-paged")
 
     assert result.folded == keystrokes
@@ -107,20 +107,20 @@ class _Crash(Exception):
 def test_a_compactor_that_dies_midway_loses_nothing(docs: None, monkeypatch: pytest.MonkeyPatch,
                                                     crash_at: str) -> None:
     """Wherever a compaction stops, the document reads the same and the next compaction folds the rest."""
-    import botocore.client
+    from prdtool import dynamo
 
     keystrokes = 2 * store.COMPACTION_PAGE_SIZE + 11
     expected = _typed("prd-crash", keystrokes)
     with monkeypatch.context() as crashing:
         if crash_at == "between two pages of the read":
-            real_call = botocore.client.BaseClient._make_api_call
+            real_call = dynamo.call
 
-            def call(self: Any, operation: str, params: dict[str, Any]) -> Any:
+            def call(operation: str, params: dict[str, Any]) -> Any:
                 if operation == "Query" and "ExclusiveStartKey" in params:
                     raise _Crash(crash_at)
-                return real_call(self, operation, params)
+                return real_call(operation, params)
 
-            crashing.setattr(botocore.client.BaseClient, "_make_api_call", call)
+            crashing.setattr(dynamo, "call", call)
         elif crash_at == "after the new snapshot is written":
             real_write = store.write_snapshot
 
