@@ -360,6 +360,150 @@ def install(*, verify: bool = False) -> None:
     DynamoHandler.serialized = serialized  # type: ignore[method-assign]
 
 
+# ---------------------------------------------------------------- request parameters
+
+Parser = Callable[[Any], Any]
+
+
+def _compile_input(shape: Any, map_type: type, by_name: dict[str, Parser]) -> Parser:
+    """What ``moto.core.parse.JSONParser._parse_shape`` does to a value of ``shape``, as a function:
+    structures by member (under its serialization name, a ``None`` member left out), lists item by
+    item, maps key and value, blobs through the default blob parser (base64), timestamps through the
+    default timestamp parser, floats through ``float``, integers through ``int``, the rest as is.
+    ``map_type`` is the parser's ``MAP_TYPE``.  Recursive shapes are compiled once (``by_name``)."""
+    from moto.core.parse import JSONParser, default_blob_parser, default_timestamp_parser
+
+    kind = shape.type_name
+    if kind == "structure":
+        if shape.is_document_type:
+            return _identity
+        known = by_name.get(shape.name)
+        if known is not None:
+            return known
+        ref = _Ref()
+        by_name[shape.name] = ref
+        members = [(name, member.serialization.get("name", name), _compile_input(member, map_type, by_name))
+                   for name, member in shape.members.items()]
+
+        def structure(value: Any) -> Any:
+            if value is None:
+                return None
+            parsed = map_type()
+            get = value.get
+            for name, json_name, parse in members:
+                raw = get(json_name)
+                if raw is not None:
+                    parsed[name] = parse(raw)
+            return parsed
+
+        ref.fn = structure
+        by_name[shape.name] = structure
+        return structure
+    if kind == "list":
+        item = _compile_input(shape.member, map_type, by_name)
+        return lambda node: [item(value) for value in node]
+    if kind == "map":
+        key, value = (_compile_input(shape.key, map_type, by_name), _compile_input(shape.value, map_type, by_name))
+
+        def mapping(node: Any) -> Any:
+            parsed = map_type()
+            for name, item in node.items():
+                parsed[key(name)] = value(item)
+            return parsed
+
+        return mapping
+    if not hasattr(JSONParser, f"_parse_{kind}"):
+        return _identity  # JSONParser's _default_handle
+    if kind == "blob":
+        return default_blob_parser  # type: ignore[no-any-return]
+    if kind == "timestamp":
+        return default_timestamp_parser  # type: ignore[no-any-return]
+    if kind in ("float", "double"):
+        return float
+    if kind in ("integer", "byte", "short", "long"):
+        return int
+    raise _Unsupported(f"JSONParser parses {kind} shapes in a way not mirrored here")
+
+
+# (id of the operation model, map type) -> (the model, kept so that its id is not reused; its plan)
+_INPUT_PLANS: dict[tuple[int, type], tuple[Any, Parser | None]] = {}
+
+
+def _input_plan(operation_model: Any, map_type: type) -> Parser | None:
+    """``JSONParser(operation_model, map_type=map_type).parse({"body": body, ...})`` as a function of
+    the body (the JSON protocol reads nothing else), compiled once per operation; None if not mirrored."""
+    key = (id(operation_model), map_type)
+    known = _INPUT_PLANS.get(key)
+    if known is not None and known[0] is operation_model:
+        return known[1]
+    shape = operation_model.input_shape
+    plan: Parser | None
+    if shape is None:
+        plan = lambda body: {}  # noqa: E731 - RequestParser.parse: no input shape, no parameters
+    else:
+        try:
+            parse = _compile_input(shape, map_type, {})
+        except _Unsupported:
+            parse = None
+
+        def from_body(body: Any) -> Any:  # JSONParser._parse_json_body
+            if not body:
+                document: Any = {}
+            else:
+                try:
+                    text = body.decode("utf-8")
+                except (UnicodeDecodeError, AttributeError):
+                    text = body
+                try:
+                    document = json.loads(text)
+                except ValueError:
+                    document = {"message": text}
+            return parse(document)  # type: ignore[misc]
+
+        plan = from_body if parse is not None else None
+    if len(_INPUT_PLANS) > 1024:
+        _INPUT_PLANS.clear()
+    _INPUT_PLANS[key] = (operation_model, plan)
+    return plan
+
+
+def compile_request_parsing() -> None:
+    """Parse a DynamoDB request's parameters with a function compiled per operation. Idempotent.
+
+    moto's ``BaseResponse.parse_parameters`` builds a ``JSONParser`` on every request and walks the
+    operation's input shape, dispatching on every member's type by name (``getattr(self,
+    f"_parse_{type}")``); for the JSON protocol the result depends only on the body and the shapes, so
+    the walk is compiled once per operation into closures doing the same steps (``_compile_input``).
+    The parser's other inputs (``request.values``, the headers, the path) are unused by the JSON
+    protocol and not computed.  Anything else — another protocol or parser, a shape kind not mirrored,
+    an input the compiled steps raise on (a hostile body) — goes through moto's own method, which
+    then raises what it raises.  ``tests/unit/test_moto_fast.py`` compares the two over a corpus.
+    """
+    from moto.core.parse import PROTOCOL_PARSERS, JSONParser
+    from moto.core.responses import BaseResponse, determine_request_protocol, get_service_model
+    from moto.dynamodb.responses import DynamoHandler
+
+    if hasattr(DynamoHandler.__dict__.get("parse_parameters"), _ORIGINAL):
+        return
+    original = BaseResponse.parse_parameters
+
+    def parse_parameters(self: Any, request: Any) -> None:
+        service_model = get_service_model(self.boto3_service_name)
+        operation_model = service_model.operation_model(self._get_action())
+        if PROTOCOL_PARSERS[determine_request_protocol(service_model, request.content_type)] is JSONParser:
+            plan = _input_plan(operation_model, self.PROTOCOL_PARSER_MAP_TYPE)
+            if plan is not None:
+                try:
+                    self.params = plan(request.data)
+                    return
+                except Exception:  # (moto's own walk raises what it raises on this body)
+                    pass
+        getattr(parse_parameters, _ORIGINAL)(self, request)
+
+    setattr(parse_parameters, _ORIGINAL, original)
+    DynamoHandler.parse_parameters = parse_parameters  # type: ignore[method-assign]
+
+
 def cache_action_lookup() -> None:
     """Look up a response class's action methods once, not on every request. Idempotent.
 
@@ -749,6 +893,8 @@ def uninstall() -> None:
     current = DynamoHandler.__dict__.get("serialized")
     if current is not None and hasattr(current, _ORIGINAL):
         del DynamoHandler.serialized
+    if hasattr(DynamoHandler.__dict__.get("parse_parameters"), _ORIGINAL):
+        del DynamoHandler.parse_parameters
     for name in ("query", "all_items"):
         patched = Table.__dict__.get(name)
         if patched is not None and hasattr(patched, _ORIGINAL):
@@ -791,6 +937,40 @@ def uninstall() -> None:
 # ---------------------------------------------------------------- requests and request ids
 
 _ENVIRONS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+# What werkzeug's ``url_root`` and moto's ``raw_path`` read of a request: its ``raw_url`` is a function of them.
+_URL_ENVIRON = ("wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME", "RAW_URI", "PATH_INFO",
+                "QUERY_STRING")
+_RAW_URLS: dict[tuple[Any, ...], str] = {}
+
+
+@functools.cache
+def _door_request_class() -> type:
+    """moto's ``Request`` whose ``raw_url`` is computed once per URL-making part of the environ.
+
+    ``BaseResponse.setup_class`` asks every request for its ``raw_url``: werkzeug rebuilds the URL
+    root (host, server, script root, IRI conversion) each time, ~40 µs of a ~600 µs ``PutItem``; the
+    door's requests go to a few URLs.  The same value: moto's own property, on the first request
+    with those parts (werkzeug's ``trusted_hosts`` is not set, so nothing else is read)."""
+    from moto.core.request import Request
+
+    compute = Request.raw_url.fget
+
+    class DoorRequest(Request):  # type: ignore[misc]
+        @property
+        def raw_url(self) -> str:
+            environ = self.environ
+            key = tuple(environ.get(name) for name in _URL_ENVIRON)
+            found = _RAW_URLS.get(key)
+            if found is None:
+                found = compute(self)
+                if len(_RAW_URLS) > 1024:
+                    _RAW_URLS.clear()
+                _RAW_URLS[key] = found
+            return found
+
+    return DoorRequest
 
 
 def request_from_door(method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> Any:
@@ -851,7 +1031,7 @@ def request_from_door(method: str, url: str, headers: list[tuple[str, str]], bod
     environ["CONTENT_LENGTH"] = str(len(body))
     for key, values in combined.items():
         environ[key] = ", ".join(values)
-    request = Request(environ)
+    request = _door_request_class()(environ)
     request.environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = {
         environ_key_for_header(name): name for name, _ in headers if should_preserve_original_header_name(name)
     }

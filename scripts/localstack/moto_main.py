@@ -734,6 +734,7 @@ def main(argv: list[str] | None = None) -> None:
     moto_fast.sqs_long_polls_wait()
     moto_fast.cache_condition_parse()
     moto_fast.fast_string_comparisons()
+    moto_fast.compile_request_parsing()
     journal = JournalWriter(args.journal) if args.journal else None
     if journal is not None:
         install_journal(journal)

@@ -583,6 +583,25 @@ def test_a_door_request_is_the_request_moto_would_build(method: str, url: str, h
             slow.url, slow.raw_url, slow.host, slow.get_data(), list(slow.headers), slow.args, slow.form)
 
 
+def test_a_remembered_raw_url_is_never_another_request_s() -> None:
+    """The door's requests remember ``raw_url`` by what it is made of: a request to the same URL with
+    another ``Host``, path, query or scheme gets its own, as moto's own property computes it."""
+    from moto.core.request import Request
+    from werkzeug.datastructures import Headers
+
+    variants = [("http://127.0.0.1:5000/", [("Host", "127.0.0.1:5000")]),
+                ("http://127.0.0.1:5000/", [("Host", "other:1")]),
+                ("http://127.0.0.1:5000/", []),
+                ("http://127.0.0.1:5000/a%2Fb", [("Host", "127.0.0.1:5000")]),
+                ("http://127.0.0.1:5000/?x=1", [("Host", "127.0.0.1:5000")]),
+                ("https://127.0.0.1:5000/", [("Host", "127.0.0.1:5000")])]
+    for _ in range(2):
+        for url, headers in variants:
+            fast = moto_fast.request_from_door("POST", url, headers, b"{}")
+            assert fast.raw_url == Request.from_primitives("POST", url, Headers(headers), b"{}").raw_url, (url, headers)
+    assert len({moto_fast.request_from_door("POST", url, headers, b"{}").raw_url for url, headers in variants}) == 5
+
+
 def test_bodiless_and_chunked_requests_take_moto_s_own_builder() -> None:
     plain = moto_fast.request_from_door("GET", "http://h:1/x?y=1", [("Host", "h:1")], b"")
     assert plain.environ["CONTENT_LENGTH"] == "0" and plain.args["y"] == "1"
@@ -854,3 +873,85 @@ def test_conditions_parsed_once_answer_as_moto_does(no_network: None, clean_fast
         assert "unused in expressions: keys: {#n}" in by_label[f"{label} #1"][1] or label == "no condition"
     assert by_label["filter and projection #1"]["Count"] >= 1
     assert by_label["query filter and projection #1"]["Count"] >= 1
+
+
+def _exactly(value: Any) -> Any:
+    """A value with every container's and scalar's type kept, to compare two parses type for type."""
+    if isinstance(value, dict):
+        return (type(value).__name__, [(k, _exactly(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [_exactly(v) for v in value])
+    return (type(value).__name__, value)
+
+
+def test_compiled_request_parsing_gives_moto_s_parameters(monkeypatch: pytest.MonkeyPatch, no_network: None,
+                                                          clean_fast_path: None) -> None:
+    """Every request of the corpus is parsed both ways — the compiled plan and moto's own
+    ``parse_parameters`` — and the parameters must be the same, type for type and in the same order;
+    the hot operations must really take the compiled plan."""
+    compiled: Counter[str] = Counter()
+    mismatches: list[str] = []
+    moto_fast.compile_request_parsing()
+    fast = DynamoHandler.__dict__["parse_parameters"]
+    moto_fast.uninstall()
+    assert "parse_parameters" not in DynamoHandler.__dict__  # (uninstalled)
+
+    def both(self: Any, request: Any) -> None:
+        fell_back = False
+
+        def original(handler: Any, request: Any) -> None:
+            nonlocal fell_back
+            fell_back = True
+            BaseResponse.parse_parameters(handler, request)
+
+        monkeypatch.setattr(fast, moto_fast._ORIGINAL, original)
+        fast(self, request)
+        ours = self.params
+        BaseResponse.parse_parameters(self, request)  # moto's: the parameters the handler then uses
+        action = self._get_action()
+        if _exactly(ours) != _exactly(self.params):
+            mismatches.append(f"{action}: {ours!r:.300} != {self.params!r:.300}")
+        if not fell_back:
+            compiled[action] += 1
+
+    monkeypatch.setattr(DynamoHandler, "parse_parameters", both, raising=False)
+    with mock_aws():
+        ddb = _client()
+        _scenario(ddb)
+        _lone_surrogate_round_trip(ddb)
+    assert not mismatches, mismatches
+    assert set(compiled) >= FAST_OPERATIONS - {"ListTables"}, sorted(FAST_OPERATIONS - set(compiled))
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"{}", b"not json", b"\xff\xfe binary", b"null", b"[]", b'"a string"', b"42",
+    b'{"TableName": "t", "Item": null}', b'{"TableName": null, "Item": {"a": {"S": "x"}}}',
+    b'{"TableName": "t", "Item": {"a": null, "b": {"N": "1", "S": "also"}}}',
+    b'{"TableName": "t", "Item": ["a", "b"]}', b'{"TableName": "t", "Item": "abc"}',
+    b'{"TableName": "t", "Item": {"b": {"B": "AAEC"}, "bs": {"BS": ["AA==", "AQ=="]}}}',
+    b'{"TableName": "t", "Item": {"b": {"B": "not base64!"}}}',
+    b'{"TableName": "t", "Item": {"m": {"M": {"l": {"L": [{"M": {"x": {"NULL": true}}}, {"BOOL": false}]}}}}}',
+    b'{"TableName": "t", "Item": {"k": {"S": 5}}, "ReturnConsumedCapacity": ["TOTAL"], "Unknown": 1}',
+    b'{"TableName": "t", "Expected": {"a": {"Exists": "yes", "AttributeValueList": {"S": "x"}}}}',
+    "{\"TableName\": \"t\", \"Item\": {\"s\": {\"S\": \"\u00e9\\ud800\"}}}".encode(),
+    b'{"TableName": "t", "Item": {"n": {"M": ' + b'{"a": {"M": ' * 400 + b"{}" + b"}}" * 400 + b"}}}",
+])
+def test_compiled_parsing_of_odd_bodies_answers_as_moto_s_parser(body: bytes) -> None:
+    """Hostile and odd ``PutItem`` bodies: the compiled plan gives what moto's ``JSONParser`` gives, or
+    raises where it raises (``parse_parameters`` then hands the request to moto's own method)."""
+    from moto.core.parse import JSONParser
+    from moto.core.responses import get_service_model
+
+    operation = get_service_model("dynamodb").operation_model("PutItem")
+    plan = moto_fast._input_plan(operation, dict)
+    assert plan is not None
+
+    def outcome(parse: Callable[[], Any]) -> Any:
+        try:
+            return _exactly(parse())
+        except Exception as exc:
+            return type(exc).__name__
+
+    theirs = outcome(lambda: JSONParser(operation, map_type=dict).parse({"body": body}))  # type: ignore[typeddict-item]
+    ours = outcome(lambda: plan(body))
+    assert ours == theirs or (isinstance(ours, str) and isinstance(theirs, str))
