@@ -893,6 +893,8 @@ def test_compiled_request_parsing_gives_moto_s_parameters(monkeypatch: pytest.Mo
     mismatches: list[str] = []
     moto_fast.compile_request_parsing()
     fast = DynamoHandler.__dict__["parse_parameters"]
+    moto_fast.compile_request_parsing()
+    assert DynamoHandler.__dict__["parse_parameters"] is fast  # idempotent
     moto_fast.uninstall()
     assert "parse_parameters" not in DynamoHandler.__dict__  # (uninstalled)
 

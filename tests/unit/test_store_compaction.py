@@ -75,6 +75,39 @@ def test_the_compactor_reads_updates_in_pages_and_loses_none_between_them(
     assert document.markdown_of(store.read("prd-paged").doc) == expected
 
 
+def test_a_compactor_that_dies_between_two_delete_batches_loses_nothing(
+        docs: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deletes go 25 per BatchWriteItem: a compactor that dies after the first leaves the rest
+    of what it folded in, which the document reads as before and the next compaction folds."""
+    from prdtool import dynamo
+
+    keystrokes = 2 * dynamo.BATCH_WRITE_LIMIT + 7
+    expected = _typed("prd-half-deleted", keystrokes)
+    real_call = dynamo.call
+    batches: list[int] = []
+
+    def call(operation: str, params: dict[str, Any]) -> Any:
+        if operation == "BatchWriteItem":
+            if batches:
+                raise _Crash("between two delete batches")
+            batches.append(sum(len(requests) for requests in params["RequestItems"].values()))
+        return real_call(operation, params)
+
+    with monkeypatch.context() as crashing:
+        crashing.setattr(dynamo, "call", call)
+        with pytest.raises(_Crash):
+            store.compact("prd-half-deleted")
+
+    # the first batch went: the old snapshot and 24 updates (or 25 updates), the rest is still stored
+    assert batches == [dynamo.BATCH_WRITE_LIMIT]
+    left = store.pending_updates("prd-half-deleted")
+    assert keystrokes - dynamo.BATCH_WRITE_LIMIT <= left < keystrokes
+    assert document.markdown_of(store.read("prd-half-deleted").doc) == expected
+    assert store.compact("prd-half-deleted").folded == left
+    assert store.pending_updates("prd-half-deleted") == 0
+    assert document.markdown_of(store.read("prd-half-deleted").doc) == expected
+
+
 def test_updates_arriving_during_a_compaction_are_kept(docs: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """An update stored after the compactor's read is not in the snapshot and must not be deleted."""
     _typed("prd-3", 101)
