@@ -516,17 +516,19 @@ class _Waiter:
 
 class _DoorTrace:
     """``LOCAL_MOTO_DOOR_TRACE=<file>``: one line per door request — when it asked (epoch s), how long
-    it waited for its turn and was served (ms), interactive or background, body size, operation —
+    it waited for its turn and was served (ms), interactive or background, body size, operation, the
+    serving thread's CPU time (ms) —
     to see what holds up whom (docs/benchmarks.md).  Off unless set; for a debugging session."""
 
     def __init__(self, path: str) -> None:
         self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the process's life
         self._offset = time.time() - time.monotonic()
 
-    def record(self, request: DoorRequest, background: bool, asked: float, started: float, ended: float) -> None:
+    def record(self, request: DoorRequest, background: bool, asked: float, started: float, ended: float,
+               cpu: float) -> None:
         operation = (request.header("X-Amz-Target") or request.target)[:80]
         self._file.write(f"{self._offset + asked:.4f} {1000 * (started - asked):.2f} {1000 * (ended - started):.2f} "
-                         f"{'bg' if background else 'fg'} {len(request.body)} {operation}\n")
+                         f"{'bg' if background else 'fg'} {len(request.body)} {operation} {1000 * cpu:.2f}\n")
 
 
 def _door_trace() -> _DoorTrace | None:
@@ -591,11 +593,12 @@ class MotoDoor:
         asked = time.monotonic()
         with self._turns.turn(background=background):
             started = time.monotonic()
+            cpu = time.thread_time() if self._trace is not None else 0.0
             try:
                 return self._serve(request)
             finally:
                 if self._trace is not None:
-                    self._trace.record(request, background, asked, started, time.monotonic())
+                    self._trace.record(request, background, asked, started, time.monotonic(), time.thread_time() - cpu)
 
     def _serve(self, request: DoorRequest) -> DoorResponse:
         from botocore.exceptions import ClientError
@@ -734,6 +737,7 @@ def main(argv: list[str] | None = None) -> None:
     moto_fast.sqs_long_polls_wait()
     moto_fast.cache_condition_parse()
     moto_fast.fast_string_comparisons()
+    moto_fast.fast_item_sizes()
     moto_fast.compile_request_parsing()
     journal = JournalWriter(args.journal) if args.journal else None
     if journal is not None:

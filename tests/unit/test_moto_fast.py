@@ -394,6 +394,25 @@ def _partitions_scenario(ddb: Any) -> list[tuple[str, Any]]:
             start = answer.get("LastEvaluatedKey")
             if start is None:
                 break
+    # pages starting after keys that are not items of this partition (a deleted update's, one between
+    # two keys, before or after them all, another partition's, a number) and in both directions
+    for label, start_key in (("between two keys", {"pk": {"S": "p2"}, "sk": {"S": "upd#004x"}}),
+                             ("before every key", {"pk": {"S": "p2"}, "sk": {"S": "a"}}),
+                             ("after every key", {"pk": {"S": "p2"}, "sk": {"S": "zzz"}}),
+                             ("the last key", {"pk": {"S": "p2"}, "sk": {"S": "upd#022"}}),
+                             ("another partition's key", {"pk": {"S": "p3"}, "sk": {"S": "upd#004"}}),
+                             ("an earlier partition's key", {"pk": {"S": "p1"}, "sk": {"S": "upd#004"}})):
+        for forward in (True, False):
+            out.append((f"after {label} forward={forward}", ddb.query(
+                TableName="docs", Limit=4, ScanIndexForward=forward, ExclusiveStartKey=start_key, **prefix)))
+    for label, start_key in (("a number as the range key", {"pk": {"S": "p2"}, "sk": {"N": "4"}}),
+                             ("no range key", {"pk": {"S": "p2"}})):
+        try:
+            out.append((f"after {label}", ddb.query(TableName="docs", Limit=4, ExclusiveStartKey=start_key, **key)))
+        except ClientError as exc:
+            out.append((f"after {label}", exc.response["Error"]))
+        except Exception as exc:  # moto's own comparison of a string with a number raises
+            out.append((f"after {label}", type(exc).__name__))
     out.append(("between", ddb.query(TableName="docs", KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
                                      ExpressionAttributeValues={":p": {"S": "p4"}, ":a": {"S": "upd#005"},
                                                                 ":b": {"S": "upd#011"}})))
@@ -428,6 +447,7 @@ def test_a_query_reads_its_partition_and_answers_as_moto_does(monkeypatch: pytes
     from moto.dynamodb.models.table import Table
 
     answers = []
+    walks: list[Counter[bool]] = []
     for fast in (False, True):
         moto_fast.uninstall()
         whole_table_reads = Counter[str]()
@@ -438,12 +458,23 @@ def test_a_query_reads_its_partition_and_answers_as_moto_does(monkeypatch: pytes
             return _original(self)
 
         monkeypatch.setattr(Table, "all_items", counting)  # what query_one_partition finds as moto's
+        walked = Counter[bool]()  # moto's comparisons of an item with ExclusiveStartKey: is it before?
+        moto_walk = Table._item_comes_before_dct
+
+        def walking(self: Any, *args: Any, _original: Any = moto_walk, _walked: Counter[bool] = walked) -> Any:
+            before = _original(self, *args)
+            _walked[before] += 1
+            return before
+
+        monkeypatch.setattr(Table, "_item_comes_before_dct", walking)
         if fast:
             moto_fast.query_one_partition()
             moto_fast.query_one_partition()  # idempotent
             moto_fast.fast_string_comparisons()
+            moto_fast.fast_item_sizes()
         with mock_aws():
             answers.append((_partitions_scenario(_client()), sum(whole_table_reads.values())))
+        walks.append(walked)
         moto_fast.uninstall()
         monkeypatch.undo()
     (generic, _), (fast_answers, whole_table_sorts) = answers
@@ -459,6 +490,19 @@ def test_a_query_reads_its_partition_and_answers_as_moto_does(monkeypatch: pytes
     # and the query by an unhashable value (moto compares each item's key with it) still do
     assert answers[0][1] >= 15 + 3
     assert whole_table_sorts == 4
+    # a page after one of the partition's string keys starts where moto's walk would have stopped:
+    # moto skipped the items before it one comparison each; only the foreign keys still walk
+    assert [i["sk"]["S"] for i in by_label["after between two keys forward=True"]["Items"]] == [
+        f"upd#{k:03d}" for k in range(5, 9)]
+    assert [i["sk"]["S"] for i in by_label["after between two keys forward=False"]["Items"]] == [
+        f"upd#{k:03d}" for k in range(4, 0, -1)]
+    assert by_label["after after every key forward=True"]["Count"] == 0
+    assert by_label["after the last key forward=False"]["Count"] == 4
+    assert by_label["after another partition's key forward=True"]["Count"] == 0
+    assert by_label["after an earlier partition's key forward=True"]["Count"] == 4
+    generic_walk, fast_walk = walks
+    assert generic_walk[True] > 100
+    assert fast_walk[True] < generic_walk[True] // 4
 
 
 def test_errors_and_unknown_results_take_the_generic_path() -> None:
@@ -517,6 +561,45 @@ def test_string_comparisons_answer_as_moto_s_for_every_pair(clean_fast_path: Non
     moto_fast.uninstall()
     assert not getattr(DynamoType.__lt__, "__fast__", False)
     assert outcomes() == theirs
+
+
+def test_item_sizes_answer_as_moto_s_for_every_type(clean_fast_path: None) -> None:
+    """``fast_item_sizes`` measures every value and item as moto does: the 400 KB item limit and the
+    1 MB query page depend on it; uninstall restores moto's methods."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    values = [*EVERY_TYPE.values(), {"S": "a\u00e9\U0001d11e"}, {"S": "a\udc80b"}, {"B": "aGVsbG8="},
+              {"B": b"\x00" * 7}, {"N": "-1.5E-7"}, {"BOOL": False}, {"NULL": True},
+              {"L": [{"S": "\u00e9"}, {"B": "AA=="}]}]
+
+    def sizes() -> list[object]:
+        found: list[object] = []
+        for value in values:
+            try:
+                found.append(DynamoType(value).size())
+            except Exception as exc:  # a lone surrogate cannot be encoded: moto raises, and so must this
+                found.append(type(exc))
+        item = Item(DynamoType({"S": "p"}), DynamoType({"S": "s"}), dict(EVERY_TYPE))
+        found.append(item.size())
+        for length in (404_900, 405_000):  # either side of moto's limit, counting the key names
+            try:
+                Item(DynamoType({"S": "p"}), None, {"pk": {"S": "p"}, "big": {"B": b"x" * length}})
+                found.append("stored")
+            except ItemSizeTooLarge:
+                found.append("too large")
+        return found
+
+    moto_fast.uninstall()
+    theirs = sizes()
+    moto_fast.fast_item_sizes()
+    moto_fast.fast_item_sizes()  # idempotent
+    assert getattr(DynamoType.size, "__fast__", False) and getattr(Item.size, "__fast__", False)
+    assert sizes() == theirs
+    assert theirs[-2:] == ["stored", "too large"] and UnicodeEncodeError in theirs
+    moto_fast.uninstall()
+    assert not getattr(DynamoType.size, "__fast__", False) and not getattr(Item.size, "__fast__", False)
+    assert sizes() == theirs
 
 
 def test_install_is_idempotent_and_reversible(clean_fast_path: None) -> None:
