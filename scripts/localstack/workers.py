@@ -244,6 +244,7 @@ class _Worker:
         parent_end, child_end = socket.socketpair()
         marker = ["--stack-id", stack_id] if stack_id else []
         door_args = doors.arguments(background=nice > 0) if doors is not None else []
+        idle = ["--idle"] if nice > 0 else []  # worker_main.run_when_idle
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -260,6 +261,7 @@ class _Worker:
                 str(lifeline),
                 *marker,
                 *door_args,
+                *idle,
                 env={**env, "AWS_LAMBDA_LOG_STREAM_NAME": _new_log_stream_name()},
                 cwd=spec["code_dir"],
                 stdin=asyncio.subprocess.DEVNULL,

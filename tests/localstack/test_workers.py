@@ -222,17 +222,26 @@ def test_an_asynchronous_invocation_is_retried_twice_then_dropped(caplog: pytest
 def test_a_background_functions_processes_run_at_a_lower_cpu_priority() -> None:
     background, waited_for = basic("count"), function_spec("waited", "basic", "app.count", layers=("layer",))
 
-    async def body(pool: WorkerPool) -> list[int]:
+    async def body(pool: WorkerPool) -> list[tuple[int, int | None, set[int]]]:
         results = [await pool.invoke("count", {}), await pool.invoke("waited", {})]
         assert all(result.ok for result in results)
-        return [(os.getpriority(os.PRIO_PROCESS, result.payload["pid"]), _autogroup_nice(result.payload["pid"]))
-                for result in results]
+        return [(os.getpriority(os.PRIO_PROCESS, result.payload["pid"]), _autogroup_nice(result.payload["pid"]),
+                 _policies(result.payload["pid"])) for result in results]
 
-    (low, low_group), (normal, normal_group) = with_pool([background, waited_for], body, background={"count"})
+    (low, low_group, low_policies), (normal, normal_group, normal_policies) = with_pool(
+        [background, waited_for], body, background={"count"})
     assert (low, normal) == (os.getpriority(os.PRIO_PROCESS, 0) + 10, os.getpriority(os.PRIO_PROCESS, 0))
+    # every thread of the background worker (its lifeline watcher too) gives way to any waking process
+    assert low_policies == {os.SCHED_IDLE}
+    assert normal_policies == {os.sched_getscheduler(0)}
     if low_group is not None:  # sessions are scheduling groups of their own: the group's niceness ranks them
         assert normal_group is not None
         assert low_group == min(19, normal_group + 10)
+
+
+def _policies(pid: int) -> set[int]:
+    """The scheduling policies of a process's threads."""
+    return {os.sched_getscheduler(int(thread)) for thread in os.listdir(f"/proc/{pid}/task")}
 
 
 def _autogroup_nice(pid: int) -> int | None:
