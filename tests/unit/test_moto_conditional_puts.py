@@ -34,6 +34,13 @@ def racy_interpreter() -> Iterator[None]:
 def test_conditional_puts_have_exactly_one_winner(monkeypatch: pytest.MonkeyPatch, no_network: None,
                                                   racy_interpreter: None) -> None:
     monkeypatch.setattr(S3Response, "put_object", atomic(S3Response.put_object))
+    # moto's in-process dispatch reloads ``moto.s3.urls`` on every S3 request (S3Backend._url_module);
+    # two threads reloading it at once can make one raise ImportError before the request is served —
+    # a race of the test harness, not of the put under test.  The module is the same each time here.
+    import moto.s3.urls as s3_urls
+    from moto.s3.models import S3Backend
+
+    monkeypatch.setattr(S3Backend, "_url_module", property(lambda self: s3_urls))
     body = os.urandom(3000)
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
