@@ -26,6 +26,7 @@ stack, so that the next start can recognise leftovers (``stack.StackLock``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import decimal
 import importlib
 import importlib.util
@@ -244,8 +245,8 @@ def _invoke(channel: _Channel, handler: Handler, request: dict[str, Any]) -> Non
         channel.send({"type": "error", "request_id": request_id, "error": error})
 
 
-def run_when_idle() -> bool:
-    """Put this process on Linux's ``SCHED_IDLE`` policy; whether it could.
+def run_when_idle() -> None:
+    """Put this process on Linux's ``SCHED_IDLE`` policy (where the platform has it).
 
     A background function's worker (the doc writer's compaction, the search indexer's embeddings, the
     audit writer) competes for the same two or so cores as the keystroke's path — the gateway, the
@@ -256,11 +257,8 @@ def run_when_idle() -> bool:
     a waking one).  Measured: 50 editors at 2 edits/s, alternated in one stack six times each, p99
     24-82 ms (median 42) with it against 48-141 ms (median 78) without (docs/benchmarks.md).  Any
     process may lower itself to it; where the platform has no such policy, niceness alone ranks it."""
-    try:
+    with contextlib.suppress(AttributeError, OSError):  # no such policy here: niceness alone ranks it
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined,unused-ignore]
-    except (AttributeError, OSError):
-        return False
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
